@@ -1,0 +1,76 @@
+//! x86 port I/O and CPU primitives: the guest's only hardware-access layer.
+//! Everything above this file reaches hardware through `kernel::hw::Platform`.
+
+use core::arch::asm;
+
+use kernel::hw::{ExitCode, Platform};
+
+/// The machine as seen from ring 0 on x86_64, with `isa-debug-exit` at 0xf4.
+pub struct X86;
+
+/// `-device isa-debug-exit,iobase=0xf4,iosize=0x04`: writing `v` makes QEMU
+/// exit with status `(v << 1) | 1`.
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+impl Platform for X86 {
+    fn inb(&self, port: u16) -> u8 {
+        let value: u8;
+        // SAFETY: port reads have no memory effects; every port the kernel
+        // touches belongs to a device it has identified.
+        unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) };
+        value
+    }
+
+    fn outb(&self, port: u16, value: u8) {
+        // SAFETY: see `inb`; port writes touch device state, never guest memory.
+        unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+    }
+
+    fn inw(&self, port: u16) -> u16 {
+        let value: u16;
+        // SAFETY: see `inb`.
+        unsafe { asm!("in ax, dx", in("dx") port, out("ax") value, options(nomem, nostack, preserves_flags)) };
+        value
+    }
+
+    fn outw(&self, port: u16, value: u16) {
+        // SAFETY: see `outb`.
+        unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) };
+    }
+
+    fn inl(&self, port: u16) -> u32 {
+        let value: u32;
+        // SAFETY: see `inb`.
+        unsafe { asm!("in eax, dx", in("dx") port, out("eax") value, options(nomem, nostack, preserves_flags)) };
+        value
+    }
+
+    fn outl(&self, port: u16, value: u32) {
+        // SAFETY: see `outb`.
+        unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) };
+    }
+
+    fn relax(&self) {
+        // `pause` lets a TCG vCPU leave its execution loop; without it QEMU
+        // never finishes an RCU grace period and DEVICE_DELETED never arrives
+        // (shared/reference/qemu-hotplug.md §1).
+        core::hint::spin_loop();
+    }
+
+    fn ticks(&self) -> u64 {
+        let lo: u32;
+        let hi: u32;
+        // SAFETY: rdtsc only reads the time-stamp counter.
+        unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+        (u64::from(hi) << 32) | u64::from(lo)
+    }
+
+    fn exit(&self, code: ExitCode) -> ! {
+        self.outb(DEBUG_EXIT_PORT, code as u8);
+        // Only reached without isa-debug-exit: stop the CPU for good.
+        loop {
+            // SAFETY: interrupts are off; `hlt` just parks the CPU.
+            unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Legacy INTx routing: which ISA IRQ a function's interrupt pin reaches.
+//!
+//! Both chipsets route four PCI interrupt lines (PIRQs) through registers in
+//! their ISA bridge. The guest programs those registers itself (PIRQ A–D to
+//! 10, 10, 11, 11, as SeaBIOS does) and writes the result into each
+//! function's INTERRUPT_LINE, so `irq` does not depend on the firmware and a
+//! hot-added function gets a line too. The slot→PIRQ rotation is the one the
+//! chipsets' ACPI tables describe (QEMU's i440fx and q35 DSDTs).
+
+use super::config::{Bdf, ConfigSpace};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chipset {
+    /// `-machine pc`: PIIX3 ISA bridge at 00:01.0.
+    I440fx,
+    /// `-machine q35`: ICH9 LPC at 00:1f.0.
+    Q35,
+    Unknown,
+}
+
+impl Chipset {
+    pub fn detect(host_vendor: u16, host_device: u16) -> Chipset {
+        match (host_vendor, host_device) {
+            (0x8086, 0x1237) => Chipset::I440fx,
+            (0x8086, 0x29c0) => Chipset::Q35,
+            _ => Chipset::Unknown,
+        }
+    }
+}
+
+const PIRQ_IRQS: [u8; 4] = [10, 10, 11, 11];
+
+/// Program the chipset's PIRQ route control registers.
+pub fn route_pirqs(cfg: &dyn ConfigSpace, chipset: Chipset) {
+    match chipset {
+        Chipset::I440fx => {
+            let piix3 = Bdf::new(0, 1, 0);
+            for (i, irq) in PIRQ_IRQS.iter().enumerate() {
+                cfg.write8(piix3, 0x60 + i as u8, *irq);
+            }
+        }
+        Chipset::Q35 => {
+            let lpc = Bdf::new(0, 0x1f, 0);
+            for (i, irq) in PIRQ_IRQS.iter().enumerate() {
+                cfg.write8(lpc, 0x60 + i as u8, *irq); // PIRQ A–D
+                cfg.write8(lpc, 0x68 + i as u8, *irq); // PIRQ E–H
+            }
+        }
+        Chipset::Unknown => {}
+    }
+}
+
+/// Where a function sits: the device number of its ancestor on bus 0, and
+/// the sum of the device numbers below it (the bridge swizzle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqPath {
+    pub root_slot: u8,
+    pub addend: u8,
+}
+
+impl IrqPath {
+    pub fn root(slot: u8) -> IrqPath {
+        IrqPath { root_slot: slot, addend: 0 }
+    }
+
+    /// The path of a function at `slot` behind the bridge whose path is `self`.
+    pub fn below(self, slot: u8) -> IrqPath {
+        IrqPath { root_slot: self.root_slot, addend: self.addend.wrapping_add(slot) }
+    }
+}
+
+/// Functions whose pin is wired to a fixed line rather than to a PIRQ: the
+/// PIIX4 power-management function raises the ACPI SCI, which QEMU (like the
+/// real southbridge) wires to ISA IRQ 9.
+pub fn fixed_irq(vendor: u16, device: u16) -> Option<u8> {
+    match (vendor, device) {
+        (0x8086, 0x7113) => Some(9),
+        _ => None,
+    }
+}
+
+/// The IRQ for interrupt pin `pin` (1 = INTA) of a function at `path`.
+pub fn irq_for(chipset: Chipset, path: IrqPath, pin: u8) -> Option<u8> {
+    if !(1..=4).contains(&pin) {
+        return None;
+    }
+    let pin0 = usize::from(pin - 1) + usize::from(path.addend);
+    let slot = usize::from(path.root_slot);
+    let index = match chipset {
+        Chipset::I440fx => (pin0 + slot + 3) & 3, // slot - 1, mod 4
+        Chipset::Q35 if slot <= 24 => (pin0 + slot) & 3,
+        Chipset::Q35 => pin0 & 3,
+        Chipset::Unknown => return None,
+    };
+    Some(PIRQ_IRQS[index])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i440fx_rotates_by_slot_minus_one() {
+        // 00:01.1 INTA -> PIRQA (slot 1: 1 - 1 = 0) -> 10; slot 3 INTA -> PIRQC -> 11.
+        assert_eq!(irq_for(Chipset::I440fx, IrqPath::root(1), 1), Some(10));
+        assert_eq!(irq_for(Chipset::I440fx, IrqPath::root(3), 1), Some(11));
+        assert_eq!(irq_for(Chipset::I440fx, IrqPath::root(4), 1), Some(11));
+        assert_eq!(irq_for(Chipset::I440fx, IrqPath::root(5), 1), Some(10));
+        assert_eq!(irq_for(Chipset::I440fx, IrqPath::root(1), 0), None, "no pin, no irq");
+    }
+
+    #[test]
+    fn q35_rotates_low_slots_and_fixes_high_ones() {
+        assert_eq!(irq_for(Chipset::Q35, IrqPath::root(2), 1), Some(11));
+        assert_eq!(irq_for(Chipset::Q35, IrqPath::root(0x1f), 1), Some(10));
+        assert_eq!(irq_for(Chipset::Q35, IrqPath::root(0x1f), 3), Some(11));
+    }
+}

@@ -1,0 +1,166 @@
+//! The PCI bus: enumeration through configuration space, resource
+//! assignment, and the PCI device objects in the driver model.
+//!
+//! - [`config`]: configuration space access ([`config::ConfigSpace`]);
+//! - [`resources`]: BAR sizing, windows, allocation;
+//! - [`irq`]: INTx routing;
+//! - [`device`]: what a function shows in driverfs;
+//! - [`fake`]: an emulated configuration space for host tests.
+
+pub mod config;
+pub mod device;
+pub mod ids;
+pub mod irq;
+pub mod resources;
+
+#[cfg(test)]
+pub mod fake;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::format;
+
+use config::{Bdf, ConfigSpace, reg};
+use device::{PciFunction, PciRoot};
+use irq::{Chipset, IrqPath};
+use resources::Window;
+
+use crate::base::{BusId, Core, DeviceId};
+use crate::errno::Errno;
+
+pub const BUS_NAME: &str = "pci";
+
+/// The PCI subsystem's own bookkeeping beside the driver model.
+pub struct Pci {
+    pub bus: BusId,
+    /// `root/pci0`.
+    pub root: DeviceId,
+    pub chipset: Chipset,
+    /// Registered functions by address. Entries go when the function is
+    /// removed; the tree holds the device objects, not this map.
+    functions: BTreeMap<Bdf, DeviceId>,
+    /// What each bus number decodes, for assigning BARs on it.
+    windows: BTreeMap<u8, Window>,
+    /// IRQ path of each bus's upstream bridge (bus 0 has none).
+    bus_paths: BTreeMap<u8, IrqPath>,
+    next_bus: u8,
+}
+
+impl Pci {
+    /// Register the bus, number every bridge, assign resources and register
+    /// every function reachable from bus 0, depth first.
+    pub fn init(core: &mut Core, cfg: &dyn ConfigSpace) -> Pci {
+        let bus = core.bus_register(BUS_NAME);
+        let root = core.device_register("pci0", None, None, Box::new(PciRoot { number: 0 })).expect("pci0 registers at boot");
+        let host = Bdf::new(0, 0, 0);
+        let chipset = Chipset::detect(cfg.read16(host, reg::VENDOR), cfg.read16(host, reg::DEVICE));
+        irq::route_pirqs(cfg, chipset);
+        let mut pci = Pci {
+            bus,
+            root,
+            chipset,
+            functions: BTreeMap::new(),
+            windows: BTreeMap::new(),
+            bus_paths: BTreeMap::new(),
+            next_bus: 1,
+        };
+        pci.windows.insert(0, resources::root_window());
+        pci.scan_bus(core, cfg, 0, root);
+        pci
+    }
+
+    /// Registered function at `bdf`, if any.
+    pub fn function(&self, bdf: Bdf) -> Option<DeviceId> {
+        self.functions.get(&bdf).copied()
+    }
+
+    fn scan_bus(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8, parent: DeviceId) {
+        for slot in 0..32 {
+            self.scan_slot(core, cfg, bus, slot, parent);
+        }
+    }
+
+    /// Register every function present in a slot that is not registered yet.
+    /// Returns how many were added.
+    pub fn scan_slot(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8, slot: u8, parent: DeviceId) -> usize {
+        let f0 = Bdf::new(bus, slot, 0);
+        if cfg.read16(f0, reg::VENDOR) == 0xffff {
+            return 0;
+        }
+        let functions = if cfg.read8(f0, reg::HEADER_TYPE) & 0x80 != 0 { 8 } else { 1 };
+        let mut added = 0;
+        for func in 0..functions {
+            let bdf = Bdf::new(bus, slot, func);
+            if self.functions.contains_key(&bdf) || cfg.read16(bdf, reg::VENDOR) == 0xffff {
+                continue;
+            }
+            if self.add_function(core, cfg, bdf, parent).is_ok() {
+                added += 1;
+            }
+        }
+        added
+    }
+
+    fn add_function(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bdf: Bdf, parent: DeviceId) -> Result<DeviceId, Errno> {
+        let header_type = cfg.read8(bdf, reg::HEADER_TYPE);
+        let class_rev = cfg.read32(bdf, reg::CLASS_REV);
+        let irq_pin = cfg.read8(bdf, reg::INTERRUPT_PIN);
+        let path = match self.bus_paths.get(&bdf.bus) {
+            None => IrqPath::root(bdf.dev),
+            Some(upstream) => upstream.below(bdf.dev),
+        };
+        let vendor = cfg.read16(bdf, reg::VENDOR);
+        let device = cfg.read16(bdf, reg::DEVICE);
+        let irq_line = irq::fixed_irq(vendor, device).or_else(|| irq::irq_for(self.chipset, path, irq_pin)).unwrap_or(0);
+        if irq_pin != 0 {
+            cfg.write8(bdf, reg::INTERRUPT_LINE, irq_line);
+        }
+        let is_bridge = header_type & 0x7f == 1;
+        let bar_count = match header_type & 0x7f {
+            0 => 6,
+            1 => 2,
+            _ => 0,
+        };
+        let mut bars = resources::probe_bars(cfg, bdf, bar_count);
+        if let Some(window) = self.windows.get_mut(&bdf.bus) {
+            resources::assign_bars(cfg, bdf, &mut bars, window);
+        }
+        let mut function = PciFunction {
+            bdf,
+            vendor,
+            device,
+            class: class_rev >> 8,
+            revision: class_rev as u8,
+            header_type,
+            irq_pin,
+            irq_line,
+            bars,
+            windows: None,
+            secondary: None,
+        };
+        let mut child_window = None;
+        if is_bridge {
+            let secondary = self.next_bus;
+            self.next_bus = self.next_bus.checked_add(1).ok_or(Errno::ENOSPC)?;
+            cfg.write8(bdf, reg::PRIMARY_BUS, bdf.bus);
+            cfg.write8(bdf, reg::SECONDARY_BUS, secondary);
+            cfg.write8(bdf, reg::SUBORDINATE_BUS, 0xff);
+            let parent_window = self.windows.get_mut(&bdf.bus).ok_or(Errno::ENOSPC)?;
+            let (windows, child) = resources::assign_bridge_windows(cfg, bdf, parent_window);
+            function.windows = Some(windows);
+            function.secondary = Some(secondary);
+            child_window = Some((secondary, child));
+        }
+        let name = format!("{bdf}");
+        let dev = core.device_register(&name, Some(parent), Some(self.bus), Box::new(function))?;
+        self.functions.insert(bdf, dev);
+        if let Some((secondary, window)) = child_window {
+            self.windows.insert(secondary, window);
+            self.bus_paths.insert(secondary, path);
+            self.scan_bus(core, cfg, secondary, dev);
+            // Leaf buses are never renumbered, so the range ends here.
+            cfg.write8(bdf, reg::SUBORDINATE_BUS, self.next_bus - 1);
+        }
+        Ok(dev)
+    }
+}
