@@ -62,7 +62,10 @@ impl StartInfo {
             // SAFETY: version 1 adds the memory map; it lives in identity-
             // mapped RAM, is 8-byte aligned per the ABI and never modified.
             unsafe {
-                core::slice::from_raw_parts(raw.memmap_paddr as usize as *const MemmapEntry, raw.memmap_entries as usize)
+                core::slice::from_raw_parts(
+                    raw.memmap_paddr as usize as *const MemmapEntry,
+                    raw.memmap_entries as usize,
+                )
             }
         } else {
             &[]

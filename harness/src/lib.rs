@@ -1,0 +1,29 @@
+//! A QEMU-backed hot-plug test harness for the guest's 2002-style driver
+//! model: boot the guest under QEMU, drive devices through QMP, talk to the
+//! guest over its control channel, and check driverfs snapshots.
+//!
+//! - [`vm`]: one running guest ([`vm::Vm`]), with deadlines on every wait;
+//! - [`qemu`], [`profile`]: command lines, machine profiles, exit statuses;
+//! - [`qmp`]: QMP client (typed commands from `qapi`, events as JSON);
+//! - [`control`]: the control protocol (contract 2);
+//! - [`driverfs`], [`stats`]: parsing what the guest reports (contract 1);
+//! - [`matrix`], [`scenario`], [`bench`]: the hardware matrix and benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod artifacts;
+pub mod bench;
+pub mod checks;
+pub mod control;
+pub mod driverfs;
+pub mod golden;
+pub mod guest;
+pub mod matrix;
+pub mod profile;
+pub mod qemu;
+pub mod qmp;
+pub mod scenario;
+pub mod stats;
+pub mod transcript;
+pub mod vm;
+
+pub use vm::{Timeouts, Vm, VmConfig};

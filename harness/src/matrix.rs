@@ -1,0 +1,150 @@
+//! The hardware matrix: profiles × scenarios from a TOML file, run in
+//! parallel, reported as a table, JUnit XML and a JSON summary. Failed
+//! cells keep their artifacts under `target/harness-artifacts/matrix-*`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::scenario::{self, Scenario};
+use crate::vm::{Vm, VmConfig};
+
+/// `matrix.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixFile {
+    pub profiles: Vec<String>,
+    pub scenarios: Vec<String>,
+}
+
+impl MatrixFile {
+    pub fn load(path: &Path) -> Result<MatrixFile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: MatrixFile = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        for p in &file.profiles {
+            crate::profile::Profile::get(p)?;
+        }
+        for s in &file.scenarios {
+            scenario::get(s)?;
+        }
+        if file.profiles.is_empty() || file.scenarios.is_empty() {
+            bail!("{} lists no profiles or no scenarios", path.display());
+        }
+        Ok(file)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CellResult {
+    pub profile: String,
+    pub scenario: String,
+    pub passed: bool,
+    pub seconds: f64,
+    /// The error chain, for failures.
+    pub error: Option<String>,
+    pub artifacts: Option<PathBuf>,
+}
+
+pub struct Options {
+    pub jobs: usize,
+    pub out_dir: PathBuf,
+}
+
+/// Run every applicable cell; print the table; write the reports.
+pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>> {
+    let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
+    let mut cells = Vec::new();
+    for profile in &file.profiles {
+        for name in &file.scenarios {
+            let scenario = scenario::get(name)?;
+            if !scenario.profiles.contains(&profile.as_str()) {
+                continue;
+            }
+            cells.push((profile.clone(), scenario));
+        }
+    }
+    let mut handles = Vec::new();
+    for (profile, scenario) in cells {
+        let limit = Arc::clone(&limit);
+        handles.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
+            let result = run_cell(&profile, &scenario).await;
+            eprintln!("matrix: {profile}/{} {}", scenario.name, if result.passed { "passed" } else { "FAILED" });
+            result
+        }));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.context("a matrix cell panicked")?);
+    }
+    write_reports(&results, &options.out_dir)?;
+    print_table(&results);
+    Ok(results)
+}
+
+async fn run_cell(profile: &str, scenario: &Scenario) -> CellResult {
+    let start = Instant::now();
+    let name = format!("matrix-{profile}-{}", scenario.name);
+    let artifacts = crate::artifacts::root().join(&name);
+    let outcome: Result<()> = async {
+        let mut vm = Vm::boot(VmConfig::new(profile, &name)?).await?;
+        (scenario.run)(&mut vm).await?;
+        vm.shutdown().await
+    }
+    .await;
+    CellResult {
+        profile: profile.to_string(),
+        scenario: scenario.name.to_string(),
+        passed: outcome.is_ok(),
+        seconds: start.elapsed().as_secs_f64(),
+        artifacts: outcome.is_err().then_some(artifacts),
+        error: outcome.err().map(|e| format!("{e:#}")),
+    }
+}
+
+fn print_table(results: &[CellResult]) {
+    println!("{:<8} {:<20} {:<6} {:>8}  artifacts", "profile", "scenario", "result", "time");
+    for r in results {
+        println!(
+            "{:<8} {:<20} {:<6} {:>7.2}s  {}",
+            r.profile,
+            r.scenario,
+            if r.passed { "pass" } else { "FAIL" },
+            r.seconds,
+            r.artifacts.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    for r in results.iter().filter(|r| !r.passed) {
+        println!("\n{}/{} failed:\n{}", r.profile, r.scenario, r.error.as_deref().unwrap_or(""));
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    println!("\n{} cells, {} passed, {} failed", results.len(), results.len() - failed, failed);
+}
+
+fn write_reports(results: &[CellResult], out_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut report = quick_junit::Report::new("hardware-matrix");
+    let mut suite = quick_junit::TestSuite::new("matrix");
+    for r in results {
+        let status = if r.passed {
+            quick_junit::TestCaseStatus::success()
+        } else {
+            let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
+            s.set_message(r.error.clone().unwrap_or_default());
+            s
+        };
+        let mut case = quick_junit::TestCase::new(format!("{}/{}", r.profile, r.scenario), status);
+        case.set_classname(r.profile.clone());
+        case.set_time(Duration::from_secs_f64(r.seconds));
+        suite.add_test_case(case);
+    }
+    report.add_test_suite(suite);
+    let xml = report.to_string().context("rendering JUnit XML")?;
+    std::fs::write(out_dir.join("junit.xml"), xml)?;
+    std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(results)?)?;
+    Ok(())
+}

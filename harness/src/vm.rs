@@ -1,0 +1,538 @@
+//! A running guest: one QEMU process, its QMP connection, the control
+//! channel, a private socket directory and the run's artifacts.
+//!
+//! Every wait here has a deadline and names what it waited for, and every
+//! wait also watches QEMU: if it exits, the wait fails at once with how it
+//! ended (panic, BUG, crash) and the guest's own last words, instead of
+//! running into its timeout.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use crate::artifacts::Artifacts;
+use crate::control::{Control, ControlError, PendingReply};
+use crate::driverfs::Snapshot;
+use crate::profile::Profile;
+use crate::qemu::{self, Accel, Firmware, GuestExit, LaunchSpec};
+use crate::qmp::{Qmp, QmpError};
+use crate::stats::Stats;
+use crate::transcript::Transcript;
+
+/// Deadlines for each kind of wait. Generous by default: tests run VMs in
+/// parallel under TCG on two cores.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// QEMU start → QMP greeting.
+    pub qemu_start: Duration,
+    /// `cont` → the guest's `hello` reply.
+    pub boot: Duration,
+    /// One control-channel request or QMP command.
+    pub request: Duration,
+    /// An asynchronous event (uevent, DEVICE_DELETED, tray move).
+    pub event: Duration,
+    /// `poweroff` → QEMU exit.
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            qemu_start: Duration::from_secs(15),
+            boot: Duration::from_secs(30),
+            request: Duration::from_secs(30),
+            event: Duration::from_secs(30),
+            shutdown: Duration::from_secs(15),
+        }
+    }
+}
+
+/// How to start a VM.
+#[derive(Clone)]
+pub struct VmConfig {
+    pub profile: Profile,
+    /// Names the artifact directory; use the test's name.
+    pub name: String,
+    pub timeouts: Timeouts,
+    pub firmware: Firmware,
+    pub accel: Accel,
+    /// Kernel command line (`selftest.hang`, ...).
+    pub append: String,
+    /// More QEMU arguments after the profile's.
+    pub extra_args: Vec<String>,
+    /// Override the QEMU binary (else `$HARNESS_QEMU` or PATH).
+    pub qemu: Option<PathBuf>,
+    /// Override the guest image (else `$GUEST_KERNEL` or a build).
+    pub kernel: Option<PathBuf>,
+    /// Keep no artifacts and no transcripts (benchmarks).
+    pub quiet: bool,
+}
+
+impl VmConfig {
+    pub fn new(profile: &str, name: &str) -> Result<VmConfig> {
+        Ok(VmConfig {
+            profile: Profile::get(profile)?,
+            name: name.to_string(),
+            timeouts: Timeouts::default(),
+            firmware: Firmware::default(),
+            accel: Accel::default(),
+            append: String::new(),
+            extra_args: Vec::new(),
+            qemu: None,
+            kernel: None,
+            quiet: false,
+        })
+    }
+}
+
+/// QEMU's exit status, as the watcher task saw it.
+type ExitWatch = watch::Receiver<Option<GuestExit>>;
+
+pub struct Vm {
+    pub config: VmConfig,
+    pub qmp: Qmp,
+    pub control: Control,
+    exit: ExitWatch,
+    /// Dropping this kills QEMU (the watcher task owns the child).
+    _kill: tokio::sync::oneshot::Sender<()>,
+    stderr: Arc<Mutex<String>>,
+    artifacts: Option<Artifacts>,
+    /// Keeps the socket directory alive; removed on drop.
+    _sockets: tempfile::TempDir,
+    snapshots_taken: usize,
+    /// When `boot` started, for latency measurements.
+    pub started: Instant,
+    /// When the guest answered `hello`.
+    pub hello_at: Instant,
+}
+
+impl Vm {
+    /// Start QEMU paused, connect QMP and the control channel, `cont`, and
+    /// wait for the guest's `hello`.
+    pub async fn boot(config: VmConfig) -> Result<Vm> {
+        let started = Instant::now();
+        config.accel.check()?;
+        let qemu_bin = match &config.qemu {
+            Some(path) if path.is_file() => path.clone(),
+            Some(path) => bail!(qemu::missing_qemu_message(&path.display().to_string())),
+            None => qemu::locate()?,
+        };
+        let kernel = match &config.kernel {
+            Some(path) => path.clone(),
+            None => crate::guest::kernel_image()?,
+        };
+        let artifacts = if config.quiet { None } else { Some(Artifacts::create(&config.name)?) };
+        let sockets = tempfile::Builder::new().prefix("harness-").tempdir().context("creating the socket directory")?;
+        let qmp_socket = sockets.path().join("qmp.sock");
+        let control_socket = sockets.path().join("control.sock");
+        let console_log = match &artifacts {
+            Some(a) => a.path("console.log"),
+            None => sockets.path().join("console.log"),
+        };
+        let spec = LaunchSpec {
+            qemu: &qemu_bin,
+            machine: config.profile.machine,
+            profile_args: &config.profile.args,
+            extra_args: &config.extra_args,
+            kernel: &kernel,
+            append: &config.append,
+            firmware: config.firmware,
+            accel: config.accel,
+            qmp_socket: &qmp_socket,
+            control_socket: &control_socket,
+            console_log: &console_log,
+        };
+        let args = spec.args();
+        if let Some(a) = &artifacts {
+            let line: Vec<String> = std::iter::once(qemu_bin.display().to_string())
+                .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+                .collect();
+            a.write("qemu-command.txt", line.join(" ") + "\n");
+        }
+
+        let mut command = match qemu::setpriv() {
+            // Parent-death signal: QEMU dies even if this process is SIGKILLed.
+            Some(setpriv) => {
+                let mut c = tokio::process::Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL", "--"]).arg(&qemu_bin);
+                c
+            }
+            None => tokio::process::Command::new(&qemu_bin),
+        };
+        command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = command.spawn().with_context(|| format!("starting {}", qemu_bin.display()))?;
+
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let stderr = Arc::clone(&stderr);
+            let file = artifacts.as_ref().map(|a| a.path("qemu-stderr.log"));
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf).await;
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some(file) = file {
+                    let _ = std::fs::write(file, &text);
+                }
+                *stderr.lock().unwrap() = text;
+            });
+        }
+        let (exit_tx, exit) = watch::channel(None);
+        let (kill, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = kill_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let exit = status.map(GuestExit::from_status).unwrap_or(GuestExit::Other(-1));
+            let _ = exit_tx.send(Some(exit));
+        });
+
+        let transcript = |file: &str| match &artifacts {
+            Some(a) => Transcript::create(&a.path(file)).unwrap_or_else(|_| Transcript::discard()),
+            None => Transcript::discard(),
+        };
+        let t = config.timeouts;
+        let mut starting = Starting {
+            exit: exit.clone(),
+            stderr: Arc::clone(&stderr),
+            console_log: console_log.clone(),
+            control: None,
+        };
+
+        // QEMU creates both sockets before it reads QMP; poll for QMP.
+        starting
+            .within("QEMU to open its QMP socket", t.qemu_start, async {
+                loop {
+                    if tokio::net::UnixStream::connect(&qmp_socket).await.is_ok() {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+            .await?;
+        let qmp = starting
+            .within("the QMP greeting", t.qemu_start, Qmp::connect(&qmp_socket, transcript("qmp.log"), t.request))
+            .await?;
+        let control =
+            Control::connect(&control_socket, transcript("control.log"), transcript("uevents.log"), t.request)
+                .await
+                .context("connecting to the control channel")?;
+        starting.control = Some(control.clone());
+        starting
+            .within("QEMU to start the VM (cont)", t.request, async {
+                Ok(qmp.execute_raw("cont", serde_json::json!({})).await?)
+            })
+            .await?;
+        let hello = control.send("hello").await?;
+        let hello = starting
+            .within("the guest's hello on the control channel", t.boot, async {
+                hello.wait_for(t.boot + Duration::from_secs(1)).await.map_err(anyhow::Error::from)
+            })
+            .await?;
+        let hello_at = Instant::now();
+        let text = String::from_utf8_lossy(&hello);
+        if !text.lines().any(|l| l == "protocol 1") {
+            bail!("the guest speaks an unknown control protocol: {text:?}");
+        }
+        Ok(Vm {
+            config,
+            qmp,
+            control,
+            exit,
+            _kill: kill,
+            stderr,
+            artifacts,
+            _sockets: sockets,
+            snapshots_taken: 0,
+            started,
+            hello_at,
+        })
+    }
+
+    /// How QEMU ended, if it has.
+    pub fn exited(&self) -> Option<GuestExit> {
+        *self.exit.borrow()
+    }
+
+    pub fn artifacts_dir(&self) -> Option<PathBuf> {
+        self.artifacts.as_ref().map(|a| a.dir().to_path_buf())
+    }
+
+    /// Write a named artifact (a snapshot, a diff) for this run.
+    pub fn save_artifact(&self, file: &str, contents: impl AsRef<[u8]>) {
+        if let Some(a) = &self.artifacts {
+            a.write(file, contents);
+        }
+    }
+
+    /// Run `fut` with a deadline, failing early if QEMU exits. Errors name
+    /// `what` and carry the guest's BUG lines and console tail.
+    pub async fn within<T>(&self, what: &str, timeout: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut starting = Starting {
+            exit: self.exit.clone(),
+            stderr: Arc::clone(&self.stderr),
+            console_log: self.console_log(),
+            control: Some(self.control.clone()),
+        };
+        starting.within(what, timeout, fut).await.map_err(|e| self.enrich(e))
+    }
+
+    fn console_log(&self) -> PathBuf {
+        match &self.artifacts {
+            Some(a) => a.path("console.log"),
+            None => self._sockets.path().join("console.log"),
+        }
+    }
+
+    /// Add what the guest said about its death to an error.
+    fn enrich(&self, error: anyhow::Error) -> anyhow::Error {
+        let already = format!("{error:#}");
+        let mut context = String::new();
+        for bug in self.control.bugs().iter().filter(|b| !already.contains(b.as_str())) {
+            context.push_str(&format!("\n  guest: {bug}"));
+        }
+        if let Some(dir) = self.artifacts_dir() {
+            context.push_str(&format!("\n  artifacts: {}", dir.display()));
+        }
+        if context.is_empty() { error } else { error.context(context.trim_start().to_string()) }
+    }
+
+    /// Send a request and wait for its payload.
+    pub async fn call(&self, request: &str) -> Result<Vec<u8>> {
+        let pending = self.send(request).await?;
+        self.wait_reply(pending).await
+    }
+
+    /// `call`, for text replies.
+    pub async fn call_text(&self, request: &str) -> Result<String> {
+        String::from_utf8(self.call(request).await?).with_context(|| format!("reply to {request:?} is not UTF-8"))
+    }
+
+    /// Send a request without waiting for its reply (a held read, a
+    /// removal that will block): await it later with [`Vm::wait_reply`].
+    pub async fn send(&self, request: &str) -> Result<PendingReply> {
+        self.control.send(request).await.map_err(|e| self.enrich(e.into()))
+    }
+
+    pub async fn wait_reply(&self, pending: PendingReply) -> Result<Vec<u8>> {
+        let what = format!("the guest's reply to {:?}", pending.request());
+        let t = self.config.timeouts.request;
+        self.within(&what, t, async { pending.wait_for(t + Duration::from_secs(1)).await.map_err(anyhow::Error::from) })
+            .await
+    }
+
+    /// Like `call`, but a guest error is returned as a value so tests can
+    /// assert on the errno.
+    pub async fn try_call(&self, request: &str) -> Result<Result<Vec<u8>, ControlError>> {
+        match self.call(request).await {
+            Ok(payload) => Ok(Ok(payload)),
+            Err(e) => match e.downcast_ref::<ControlError>() {
+                Some(ce @ ControlError::Guest { .. }) => Ok(Err(ce.clone())),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// The guest's errno for a request that must fail; an error if it succeeds.
+    pub async fn expect_errno(&self, request: &str) -> Result<String> {
+        match self.try_call(request).await? {
+            Ok(payload) => {
+                bail!("{request:?} succeeded ({:?}) but should have failed", String::from_utf8_lossy(&payload))
+            }
+            Err(e) => Ok(e.errno().unwrap_or_default().to_string()),
+        }
+    }
+
+    /// The whole driverfs snapshot, parsed and validated; also saved as an
+    /// artifact (`snapshot-<n>.txt`).
+    pub async fn snapshot(&mut self) -> Result<Snapshot> {
+        let bytes = self.call("snapshot").await?;
+        self.snapshots_taken += 1;
+        self.save_artifact(&format!("snapshot-{}.txt", self.snapshots_taken), &bytes);
+        Snapshot::parse(&bytes).context("the guest's snapshot is malformed")
+    }
+
+    pub async fn stats(&self) -> Result<Stats> {
+        let bytes = self.call("stats").await?;
+        Stats::parse(&bytes).context("the guest's stats are malformed")
+    }
+
+    /// Return once the guest has processed every pending bus event.
+    pub async fn settle(&self) -> Result<()> {
+        self.call("settle").await.map(drop)
+    }
+
+    /// Run a QMP command, failing early if QEMU exits.
+    pub async fn qmp<C: qapi::Command>(&self, command: C) -> Result<C::Ok, QmpError> {
+        self.qmp.execute(command).await
+    }
+
+    /// QEMU's `query-pci`, flattened.
+    pub async fn query_pci(&self) -> Result<Vec<crate::checks::QemuFunction>> {
+        let buses = self.qmp(qapi::qmp::query_pci {}).await.map_err(|e| self.enrich(e.into()))?;
+        Ok(crate::checks::flatten_query_pci(&buses))
+    }
+
+    /// Take a snapshot and check its PCI part against `query-pci`.
+    pub async fn checked_snapshot(&mut self) -> Result<Snapshot> {
+        let snapshot = self.snapshot().await?;
+        let qemu = self.query_pci().await?;
+        crate::checks::pci_matches_qemu(&snapshot, &qemu)?;
+        Ok(snapshot)
+    }
+
+    /// Power the guest off and require a clean exit with no BUG. This is how
+    /// every test ends: it is what marks the run as passed (artifacts are
+    /// then removed).
+    pub async fn shutdown(mut self) -> Result<()> {
+        let pending = self.send("poweroff").await?;
+        let t = self.config.timeouts;
+        let mut exit = self.exit.clone();
+        let wait_exit = async {
+            let _ = pending.wait_for(t.shutdown).await;
+            loop {
+                if let Some(e) = *exit.borrow() {
+                    return e;
+                }
+                if exit.changed().await.is_err() {
+                    return GuestExit::Other(-1);
+                }
+            }
+        };
+        let ended = tokio::time::timeout(t.shutdown, wait_exit).await.map_err(|_| {
+            self.enrich(anyhow!("timed out after {:?} waiting for QEMU to exit after poweroff", t.shutdown))
+        })?;
+        if ended != GuestExit::PowerOff {
+            return Err(self.enrich(anyhow!("expected a clean power-off, but {ended}")));
+        }
+        let bugs = self.control.bugs();
+        if !bugs.is_empty() {
+            return Err(self.enrich(anyhow!("the guest reported BUGs: {bugs:?}")));
+        }
+        if let Some(a) = self.artifacts.as_mut() {
+            a.mark_passed();
+        }
+        Ok(())
+    }
+
+    /// Wait until QEMU has exited and say how.
+    pub async fn wait_exit(&self, timeout: Duration) -> Result<GuestExit> {
+        let mut exit = self.exit.clone();
+        tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(e) = *exit.borrow() {
+                    return e;
+                }
+                if exit.changed().await.is_err() {
+                    return GuestExit::Other(-1);
+                }
+            }
+        })
+        .await
+        .map_err(|_| anyhow!("timed out after {timeout:?} waiting for QEMU to exit"))
+    }
+
+    /// QEMU's standard error so far.
+    pub fn qemu_stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+/// The waiting logic shared by boot (before a `Vm` exists) and `Vm::within`.
+struct Starting {
+    exit: ExitWatch,
+    stderr: Arc<Mutex<String>>,
+    console_log: PathBuf,
+    /// For the guest's `* bug` lines, once connected.
+    control: Option<Control>,
+}
+
+impl Starting {
+    async fn within<T>(&mut self, what: &str, timeout: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let exit = self.exit.clone();
+        let exited = async move {
+            let mut exit = exit;
+            loop {
+                if let Some(e) = *exit.borrow() {
+                    return e;
+                }
+                if exit.changed().await.is_err() {
+                    return GuestExit::Other(-1);
+                }
+            }
+        };
+        let exited_soon = {
+            let exit = self.exit.clone();
+            move || async move {
+                let mut exit = exit;
+                tokio::time::timeout(Duration::from_millis(500), async {
+                    loop {
+                        if let Some(e) = *exit.borrow() {
+                            return Some(e);
+                        }
+                        if exit.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                })
+                .await
+                .ok()
+                .flatten()
+            }
+        };
+        tokio::select! {
+            biased;
+            result = fut => match result {
+                Ok(v) => Ok(v),
+                // A channel that breaks usually means QEMU is exiting: say
+                // how it ended rather than just "connection reset".
+                Err(e) => match exited_soon().await {
+                    Some(status) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Err(e.context(format!("{status} while waiting for {what}{}", self.last_words())))
+                    }
+                    None => Err(e.context(format!("while waiting for {what}"))),
+                },
+            },
+            status = exited => {
+                // Let QEMU's stderr reader and the channels catch up with
+                // what was said before the exit.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(anyhow!("{status} while waiting for {what}{}", self.last_words()))
+            }
+            _ = tokio::time::sleep(timeout) => {
+                Err(anyhow!("timed out after {timeout:?} waiting for {what}{}", self.last_words()))
+            }
+        }
+    }
+
+    /// QEMU's stderr and the tail of the guest console, for error messages.
+    fn last_words(&self) -> String {
+        let mut out = String::new();
+        for bug in self.control.as_ref().map(Control::bugs).unwrap_or_default() {
+            out.push_str(&format!("\n  guest: {bug}"));
+        }
+        let stderr = self.stderr.lock().unwrap().clone();
+        if !stderr.trim().is_empty() {
+            out.push_str(&format!("\n  QEMU stderr: {}", stderr.trim()));
+        }
+        let console = std::fs::read_to_string(&self.console_log).unwrap_or_default();
+        let tail: Vec<&str> = console.lines().rev().take(15).collect();
+        if !tail.is_empty() {
+            out.push_str("\n  guest console (last lines):");
+            for line in tail.iter().rev() {
+                out.push_str(&format!("\n    {}", line.trim_end_matches('\r')));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,24 @@
+//! Shared helpers for the end-to-end tests: every test boots the real guest
+//! under real QEMU. Tests return `anyhow::Result` so a failure prints the
+//! whole error chain: what was waited for, the guest's BUG lines, the
+//! console tail and where the artifacts are.
+#![allow(dead_code)]
+
+use anyhow::Result;
+use harness::{Vm, VmConfig};
+
+/// Boot `profile` with artifacts named after the test.
+pub async fn boot(profile: &str, test: &str) -> Result<Vm> {
+    Vm::boot(VmConfig::new(profile, &format!("{test}-{profile}"))?).await
+}
+
+/// Assert a snapshot with insta, one file per profile (`@pc`, `@q35`).
+#[macro_export]
+macro_rules! assert_profile_snapshot {
+    ($profile:expr, $name:expr, $value:expr) => {{
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_suffix($profile);
+        settings.set_prepend_module_to_snapshot(false);
+        settings.bind(|| insta::assert_snapshot!($name, $value));
+    }};
+}

@@ -1,0 +1,55 @@
+//! `cargo xtask`: the project's task runner (matklad's cargo-xtask pattern).
+//! `main` is only the table of commands; each lives in its own module.
+
+mod build;
+mod cmd;
+mod qemu;
+mod review;
+mod run_harness;
+mod test;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  build            build the guest image; its path is the last line of output
+  test [args]      build the guest and run every test (host unit tests and
+                   end-to-end tests against real QEMU); args go to cargo test
+  matrix [args]    run the hardware matrix (profiles x scenarios) in parallel,
+                   write JUnit XML and a summary under target/matrix
+  bench [args]     measure boot and hot-plug latency; medians as a table and
+                   JSON under target/bench
+  run [args]       boot one profile and talk to the guest (see --help)
+  review           review changed snapshots (cargo insta review)
+
+matrix, bench and run pass their arguments to the harness CLI
+(`cargo xtask matrix --help`).";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let result = match command.as_str() {
+        "build" => build::run(),
+        "test" => test::run(rest),
+        "matrix" | "bench" | "run" => run_harness::run(command, rest),
+        "review" => review::run(),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
