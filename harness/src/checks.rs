@@ -101,7 +101,9 @@ pub fn pci_matches_qemu(snapshot: &Snapshot, qemu: &[QemuFunction]) -> Result<()
         let resource = snapshot.value(&format!("{dir}/resource")).map(unescape).unwrap_or_default();
         let resource = String::from_utf8_lossy(&resource);
         for (bar, kind, address, size) in &f.bars {
-            let line = resource.lines().find(|l| l.starts_with(&format!("bar{bar} ")));
+            // QEMU calls the expansion ROM BAR 6; the guest calls it `rom`.
+            let label = if *bar == 6 { "rom ".to_string() } else { format!("bar{bar} ") };
+            let line = resource.lines().find(|l| l.starts_with(&label));
             let Some(line) = line else {
                 problems.push(format!("{} BAR{bar} ({kind}, {size:#x} bytes) is missing from resource", f.name));
                 continue;

@@ -17,6 +17,7 @@ pub mod control;
 pub mod driverfs;
 pub mod golden;
 pub mod guest;
+pub mod hotplug;
 pub mod matrix;
 pub mod profile;
 pub mod qemu;

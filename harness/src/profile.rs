@@ -13,6 +13,27 @@ pub struct Profile {
     pub summary: &'static str,
 }
 
+/// Where a hot-plugged PCI device goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PciSlot {
+    pub bus: String,
+    pub addr: String,
+}
+
+impl Profile {
+    /// The `n`th hot-pluggable PCI slot (1-based): slots 5, 6, 7 ... of the
+    /// root bus on `pc`; root ports rp1, rp2, rp3 on `q35`, where a device
+    /// always sits at device 0 (QEMU would otherwise put a second device
+    /// on an occupied port at device 1, which no root port has).
+    pub fn pci_slot(&self, n: u8) -> Result<PciSlot> {
+        match self.name {
+            "pc" if (1..=20).contains(&n) => Ok(PciSlot { bus: "pci.0".into(), addr: format!("{:#x}", 4 + n) }),
+            "q35" if (1..=3).contains(&n) => Ok(PciSlot { bus: format!("rp{n}"), addr: "0x0".into() }),
+            _ => bail!("profile {} has no hot-pluggable PCI slot {n}", self.name),
+        }
+    }
+}
+
 /// Names of every profile, in the order the matrix runs them.
 pub const NAMES: &[&str] = &["pc", "q35"];
 
@@ -38,10 +59,12 @@ impl Profile {
                     "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1,addr=0x10",
                     "-device",
                     "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2,addr=0x11",
+                    "-device",
+                    "pcie-root-port,id=rp3,bus=pcie.0,chassis=3,slot=3,addr=0x12",
                 ]
                 .map(String::from)
                 .to_vec(),
-                summary: "ICH9 + 2 pcie-root-ports (rp1, rp2); native PCIe hot-plug",
+                summary: "ICH9 + 3 pcie-root-ports (rp1-rp3); native PCIe hot-plug",
             }),
             other => bail!("unknown machine profile {other:?}; known profiles: {}", NAMES.join(", ")),
         }

@@ -36,6 +36,8 @@ pub struct Event {
     pub data: Value,
     /// QEMU's timestamp in seconds.
     pub timestamp: f64,
+    /// When the harness read it.
+    pub received: std::time::Instant,
 }
 
 impl Event {
@@ -247,7 +249,8 @@ async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, shared: Ar
                 })
                 .unwrap_or(0.0);
             let data = message.get("data").cloned().unwrap_or(Value::Null);
-            shared.events.lock().unwrap().push(Event { name: name.to_string(), data, timestamp });
+            let received = std::time::Instant::now();
+            shared.events.lock().unwrap().push(Event { name: name.to_string(), data, timestamp, received });
             shared.changed.send_modify(|n| *n += 1);
             continue;
         }

@@ -376,6 +376,37 @@ impl Vm {
         self.qmp.execute(command).await
     }
 
+    /// Wait for a uevent at or after position `from` of the uevent log
+    /// (take it with `vm.control.uevent_cursor()` before acting).
+    pub async fn wait_uevent(
+        &self,
+        from: usize,
+        what: &str,
+        matches: impl Fn(&crate::control::Uevent) -> bool,
+    ) -> Result<crate::control::Uevent> {
+        let what = format!("the uevent {what}");
+        self.within(&what, self.config.timeouts.event, async {
+            Ok(self.control.wait_uevent(from, &matches).await.map(|(_, u)| u)?)
+        })
+        .await
+    }
+
+    /// Poll the guest's stats until `condition` holds (a pending removal
+    /// reaching a state, say), with a deadline naming `what`.
+    pub async fn wait_stats(&self, what: &str, condition: impl Fn(&Stats) -> bool) -> Result<Stats> {
+        let what = format!("the guest's stats to show {what}");
+        self.within(&what, self.config.timeouts.event, async {
+            loop {
+                let stats = self.stats().await?;
+                if condition(&stats) {
+                    return Ok(stats);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+
     /// QEMU's `query-pci`, flattened.
     pub async fn query_pci(&self) -> Result<Vec<crate::checks::QemuFunction>> {
         let buses = self.qmp(qapi::qmp::query_pci {}).await.map_err(|e| self.enrich(e.into()))?;

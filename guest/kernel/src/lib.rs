@@ -25,3 +25,5 @@ pub mod uart;
 
 #[cfg(test)]
 mod fake_platform;
+#[cfg(test)]
+mod tests;

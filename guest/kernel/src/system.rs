@@ -99,6 +99,7 @@ impl System {
             passes: Cell::new(0),
             bus_work: Cell::new(0),
         });
+        crate::pci::hotplug::start(&kernel);
         System { kernel, executor, input: LineAssembler::default(), control }
     }
 

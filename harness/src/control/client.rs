@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -66,6 +66,8 @@ struct Shared {
     /// Tags whose reply has arrived.
     answered: Mutex<std::collections::HashSet<String>>,
     uevents: Mutex<Vec<Uevent>>,
+    /// When each uevent was read, in the same order.
+    uevent_times: Mutex<Vec<Instant>>,
     bugs: Mutex<Vec<String>>,
     /// Set once; every later request fails with it.
     failure: Mutex<Option<ControlError>>,
@@ -130,6 +132,7 @@ impl Control {
             pending: Mutex::new(HashMap::new()),
             answered: Mutex::new(std::collections::HashSet::new()),
             uevents: Mutex::new(Vec::new()),
+            uevent_times: Mutex::new(Vec::new()),
             bugs: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
             changed,
@@ -218,6 +221,11 @@ impl Control {
         }
     }
 
+    /// When the uevent at `index` was read.
+    pub fn uevent_received_at(&self, index: usize) -> Option<Instant> {
+        self.shared.uevent_times.lock().unwrap().get(index).copied()
+    }
+
     /// `* bug` lines received so far (BUGs and panics).
     pub fn bugs(&self) -> Vec<String> {
         self.shared.bugs.lock().unwrap().clone()
@@ -279,6 +287,7 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, transcript: Tra
                 Frame::Uevent(u) => {
                     transcript.line("<-", &format!("* uevent {u}"));
                     uevent_log.line("", &u.to_string());
+                    shared.uevent_times.lock().unwrap().push(Instant::now());
                     shared.uevents.lock().unwrap().push(u);
                 }
                 Frame::Bug(text) => {

@@ -77,9 +77,18 @@ impl Core {
             .find(|d| self.device(*d).name == name && self.device(*d).state == DeviceState::Registered)
     }
 
+    /// `bus/<bus>/devices/<name>` is one namespace for the whole bus. A
+    /// removed device leaves the bus list before its link has drained, so
+    /// the list alone cannot tell: a name still held by an object that is
+    /// not yet released is busy, as in [`Core::device_add`]'s own check.
     pub(super) fn bus_check_name_free(&self, bus: BusId, name: &str) -> Result<(), Errno> {
-        let taken = self.buses[bus.0 as usize].devices.iter().any(|d| self.device(*d).name == name);
-        if taken { Err(Errno::EEXIST) } else { Ok(()) }
+        if self.buses[bus.0 as usize].devices.iter().any(|d| self.device(*d).name == name) {
+            return Err(Errno::EEXIST);
+        }
+        let draining = self.devices.iter().any(|d| {
+            d.bus == Some(bus) && d.name == name && matches!(d.state, DeviceState::Dying | DeviceState::Deleted)
+        });
+        if draining { Err(Errno::EBUSY) } else { Ok(()) }
     }
 
     /// Add to the bus list and create `bus/<bus>/devices/<name>`.

@@ -21,7 +21,15 @@ impl Core {
 
     /// Bind if the driver matches. A driver that does not match is not an
     /// error; a probe that fails leaves the device unbound for the next one.
+    ///
+    /// Only registered devices are probed: once `device_del` has started a
+    /// device may still sit on its bus list (waiting for its children), and
+    /// binding it then would create driver links and call probe() on an
+    /// object that is going away (driver-model.md §6e: "probe checks dead").
     pub(super) fn driver_probe_device(&mut self, drv: DriverId, dev: DeviceId) -> Result<(), Errno> {
+        if self.device(dev).state != DeviceState::Registered {
+            return Err(Errno::ENODEV);
+        }
         let ops = Rc::clone(&self.drivers[drv.0 as usize].ops);
         if !ops.matches(self, dev) {
             return Err(Errno::ENODEV);

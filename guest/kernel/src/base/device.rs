@@ -75,6 +75,10 @@ pub(crate) struct Device {
     membership_ref: bool,
     /// The reference on the parent object, dropped after our own release.
     object_ref: bool,
+    /// Children until their `device_del` has finished, not just started:
+    /// a parent whose removal finds a child already being removed by
+    /// someone else waits for it here, so its directory never goes while a
+    /// child's read is still in flight (children before parents).
     pub(crate) children: Vec<DeviceId>,
     pub(crate) dir: Option<NodeId>,
     /// Every driverfs node that exists for this device: its directory, its
@@ -435,12 +439,9 @@ impl Core {
         if d.children.is_empty() { ChildStep::Done } else { ChildStep::WaitForOthers }
     }
 
-    /// Steps 3–5: leave the parent's and the bus's lists, unbind the driver,
-    /// emit `remove`.
+    /// Steps 3–5: leave the bus's list, unbind the driver, emit `remove`.
+    /// The parent's list is left in `del_finish`, see [`Device::children`].
     fn del_unlink(&mut self, dev: DeviceId) {
-        if let Some(p) = self.device(dev).parent {
-            self.device_mut(p).children.retain(|c| *c != dev);
-        }
         if let Some(bus) = self.device(dev).bus {
             self.bus_remove_device(bus, dev);
         }
@@ -454,7 +455,8 @@ impl Core {
     }
 
     /// Steps 6–7, after draining: the driverfs entries go (directory last),
-    /// then the membership reference on the parent.
+    /// the device leaves its parent's list, then the membership reference on
+    /// the parent goes.
     fn del_finish(&mut self, dev: DeviceId) {
         let nodes = core::mem::take(&mut self.device_mut(dev).nodes);
         for node in nodes.iter().rev() {
@@ -465,6 +467,9 @@ impl Core {
         d.state = DeviceState::Deleted;
         let parent = d.parent;
         let membership = core::mem::replace(&mut d.membership_ref, false);
+        if let Some(p) = parent {
+            self.device_mut(p).children.retain(|c| *c != dev);
+        }
         if let (Some(p), true) = (parent, membership) {
             self.put(p);
         }
@@ -489,10 +494,13 @@ pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// `device_del`: take the device out of the system, children first.
 ///
 /// Order (reference/driver-model.md §3): mark dead → unregister children,
-/// newest first → leave the parent's and bus's lists → unbind the driver →
-/// `remove` uevent → wait for show()/store() in flight, then remove the
-/// driverfs entries → put the parent. Fails with ENODEV if the device is not
-/// registered (e.g. someone else is already removing it).
+/// newest first, and wait for any child someone else is removing → leave the
+/// bus's list → unbind the driver → `remove` uevent → wait for show()/store()
+/// in flight, then remove the driverfs entries → leave the parent's list and
+/// put the parent. Lookups refuse the device from the first step, so the
+/// parent's list keeping it until the end is invisible to them. Fails with
+/// ENODEV if the device is not registered (e.g. someone else is already
+/// removing it).
 pub fn device_del(core: &CoreRef, dev: DeviceId) -> LocalFuture<'_, Result<(), Errno>> {
     Box::pin(async move {
         core.borrow_mut().del_mark_dead(dev)?;

@@ -363,6 +363,14 @@ impl Driverfs {
         self.handles.len()
     }
 
+    /// Nodes out of the tree whose memory is still allocated. Only open
+    /// handles and active references may keep such a node; at quiescence
+    /// this must be 0, or a slot has leaked.
+    #[cfg(test)]
+    pub(crate) fn unlinked_nodes(&self) -> usize {
+        self.slots.iter().filter_map(|s| s.node.as_ref()).filter(|n| !n.linked).count()
+    }
+
     // ---- holds (the race-test hook) ----
 
     /// Arm a hold: the next show() of the attribute at `path` blocks until

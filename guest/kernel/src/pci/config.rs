@@ -36,6 +36,8 @@ pub mod reg {
     pub const HEADER_TYPE: u8 = 0x0e;
     pub const BAR0: u8 = 0x10;
     pub const CAP_PTR: u8 = 0x34;
+    pub const ROM: u8 = 0x30;
+    pub const BRIDGE_ROM: u8 = 0x38;
     pub const INTERRUPT_LINE: u8 = 0x3c;
     pub const INTERRUPT_PIN: u8 = 0x3d;
     // Type 1 (bridge) header.

@@ -49,22 +49,24 @@ impl PciFunction {
         self.header_type & 0x7f == 1
     }
 
-    /// One line per resource: `bar<N> <kind> <start>-<end>`, then bridge
+    /// One line per resource: `bar<N> <kind> <start>-<end>` (`rom` for the
+    /// expansion ROM), then bridge
     /// windows as `window <kind> <start>-<end>`. An unassigned BAR shows its
     /// size instead, so a missing window is visible rather than silent.
     pub fn resource_text(&self) -> String {
         let mut out = String::new();
         for bar in &self.bars {
+            let label = if bar.kind == BarKind::Rom { String::from("rom") } else { format!("bar{}", bar.index) };
             let kind = match (bar.kind, bar.prefetchable) {
                 (BarKind::Io, _) => "io",
-                (BarKind::Mem32, false) => "mem32",
+                (BarKind::Rom, _) | (BarKind::Mem32, false) => "mem32",
                 (BarKind::Mem32, true) => "mem32-pref",
                 (BarKind::Mem64, false) => "mem64",
                 (BarKind::Mem64, true) => "mem64-pref",
             };
             let _ = match bar.base {
-                Some(base) => writeln!(out, "bar{} {kind} {:#x}-{:#x}", bar.index, base, base + bar.size - 1),
-                None => writeln!(out, "bar{} {kind} unassigned size={:#x}", bar.index, bar.size),
+                Some(base) => writeln!(out, "{label} {kind} {:#x}-{:#x}", base, base + bar.size - 1),
+                None => writeln!(out, "{label} {kind} unassigned size={:#x}", bar.size),
             };
         }
         if let Some(w) = &self.windows {

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod device;
+pub mod hotplug;
 pub mod ids;
 pub mod irq;
 pub mod resources;
@@ -19,6 +20,7 @@ pub mod fake;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
+use alloc::vec::Vec;
 
 use config::{Bdf, ConfigSpace, reg};
 use device::{PciFunction, PciRoot};
@@ -43,6 +45,8 @@ pub struct Pci {
     windows: BTreeMap<u8, Window>,
     /// IRQ path of each bus's upstream bridge (bus 0 has none).
     bus_paths: BTreeMap<u8, IrqPath>,
+    /// The device each bus hangs under: `pci0` for bus 0, else its bridge.
+    bus_parents: BTreeMap<u8, DeviceId>,
     next_bus: u8,
 }
 
@@ -62,10 +66,12 @@ impl Pci {
             functions: BTreeMap::new(),
             windows: BTreeMap::new(),
             bus_paths: BTreeMap::new(),
+            bus_parents: BTreeMap::new(),
             next_bus: 1,
         };
+        pci.bus_parents.insert(0, root);
         pci.windows.insert(0, resources::root_window());
-        pci.scan_bus(core, cfg, 0, root);
+        pci.scan_bus(core, cfg, 0);
         pci
     }
 
@@ -74,15 +80,17 @@ impl Pci {
         self.functions.get(&bdf).copied()
     }
 
-    fn scan_bus(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8, parent: DeviceId) {
+    fn scan_bus(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8) {
         for slot in 0..32 {
-            self.scan_slot(core, cfg, bus, slot, parent);
+            self.scan_slot(core, cfg, bus, slot);
         }
     }
 
-    /// Register every function present in a slot that is not registered yet.
-    /// Returns how many were added.
-    pub fn scan_slot(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8, slot: u8, parent: DeviceId) -> usize {
+    /// Register every function present in a slot that is not registered yet
+    /// (boot enumeration, and rescans after a hot-add). Returns how many
+    /// were added.
+    pub fn scan_slot(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8, slot: u8) -> usize {
+        let Some(&parent) = self.bus_parents.get(&bus) else { return 0 };
         let f0 = Bdf::new(bus, slot, 0);
         if cfg.read16(f0, reg::VENDOR) == 0xffff {
             return 0;
@@ -157,10 +165,56 @@ impl Pci {
         if let Some((secondary, window)) = child_window {
             self.windows.insert(secondary, window);
             self.bus_paths.insert(secondary, path);
-            self.scan_bus(core, cfg, secondary, dev);
+            self.bus_parents.insert(secondary, dev);
+            self.scan_bus(core, cfg, secondary);
             // Leaf buses are never renumbered, so the range ends here.
             cfg.write8(bdf, reg::SUBORDINATE_BUS, self.next_bus - 1);
         }
         Ok(dev)
+    }
+}
+
+impl Pci {
+    /// Registered functions in one slot, highest function first (the order
+    /// to remove them in).
+    pub fn functions_in_slot(&self, bus: u8, slot: u8) -> Vec<(Bdf, DeviceId)> {
+        let mut out: Vec<(Bdf, DeviceId)> =
+            self.functions.iter().filter(|(b, _)| b.bus == bus && b.dev == slot).map(|(b, d)| (*b, *d)).collect();
+        out.reverse();
+        out
+    }
+
+    /// The bridge functions (with their secondary bus), for hot-plug
+    /// controller discovery.
+    pub fn bridges(&self, core: &Core) -> Vec<(Bdf, u8)> {
+        self.functions
+            .iter()
+            .filter_map(|(bdf, dev)| core.data::<PciFunction>(*dev).and_then(|f| f.secondary).map(|s| (*bdf, s)))
+            .collect()
+    }
+
+    /// Forget a function that has been unregistered: give back its BARs and,
+    /// for a bridge, everything below it. Call after `device_unregister`.
+    pub fn forget(&mut self, function: &PciFunction) {
+        self.functions.remove(&function.bdf);
+        if let Some(window) = self.windows.get_mut(&function.bdf.bus) {
+            resources::release_bars(&function.bars, window);
+            if let Some(w) = function.windows {
+                if let Some((base, _)) = w.mem {
+                    window.mem.free(base);
+                }
+                if let (Some((base, _)), Some(io)) = (w.io, window.io.as_mut()) {
+                    io.free(base);
+                }
+            }
+        }
+        if let Some(secondary) = function.secondary {
+            // Functions below the bridge went with it (the tree removes
+            // children first); their resources lived in its window.
+            self.functions.retain(|bdf, _| bdf.bus != secondary);
+            self.windows.remove(&secondary);
+            self.bus_paths.remove(&secondary);
+            self.bus_parents.remove(&secondary);
+        }
     }
 }

@@ -14,6 +14,8 @@ pub enum BarKind {
     Io,
     Mem32,
     Mem64,
+    /// The expansion ROM BAR (QEMU's "BAR 6"): 32-bit memory, own enable bit.
+    Rom,
 }
 
 /// One implemented BAR.
@@ -138,25 +140,54 @@ pub fn probe_bars(cfg: &dyn ConfigSpace, bdf: Bdf, count: u8) -> Vec<Bar> {
             index += 1;
         }
     }
+    if let Some(rom) = probe_rom(cfg, bdf, rom_offset(count)) {
+        bars.push(rom);
+    }
     cfg.write16(bdf, reg::COMMAND, command);
     bars
 }
 
+/// The expansion ROM register: 0x30 in a type 0 header, 0x38 in a bridge's.
+fn rom_offset(bar_count: u8) -> u8 {
+    if bar_count == 2 { reg::BRIDGE_ROM } else { reg::ROM }
+}
+
+/// Size the expansion ROM BAR (address bits 31:11; bit 0 enables decoding).
+fn probe_rom(cfg: &dyn ConfigSpace, bdf: Bdf, offset: u8) -> Option<Bar> {
+    let original = cfg.read32(bdf, offset);
+    cfg.write32(bdf, offset, ROM_ADDRESS_MASK);
+    let probed = cfg.read32(bdf, offset) & ROM_ADDRESS_MASK;
+    cfg.write32(bdf, offset, original);
+    (probed != 0).then(|| Bar { index: 6, kind: BarKind::Rom, prefetchable: false, size: u64::from(!probed) + 1, base: None })
+}
+
+const ROM_ADDRESS_MASK: u32 = 0xffff_f800;
+const ROM_ENABLE: u32 = 1;
+
 /// Place each BAR in the window (largest first, so alignment wastes
 /// little), program it and enable the decoders that are needed.
+///
+/// Expansion ROMs are placed and enabled too, as firmware does before it
+/// runs option ROMs, so what QEMU reports as mapped is what `resource` shows.
 pub fn assign_bars(cfg: &dyn ConfigSpace, bdf: Bdf, bars: &mut [Bar], window: &mut Window) {
+    let header = cfg.read8(bdf, reg::HEADER_TYPE) & 0x7f;
     let mut order: Vec<usize> = (0..bars.len()).collect();
     order.sort_by_key(|i| (core::cmp::Reverse(bars[*i].size), bars[*i].index));
     let mut command = cfg.read16(bdf, reg::COMMAND) & !(reg::COMMAND_IO | reg::COMMAND_MEMORY);
     for i in order {
         let bar = &mut bars[i];
-        let offset = reg::BAR0 + 4 * bar.index;
         let allocator = match bar.kind {
             BarKind::Io => window.io.as_mut(),
-            BarKind::Mem32 | BarKind::Mem64 => Some(&mut window.mem),
+            BarKind::Mem32 | BarKind::Mem64 | BarKind::Rom => Some(&mut window.mem),
         };
         bar.base = allocator.and_then(|a| a.alloc(bar.size, bar.size));
         let Some(base) = bar.base else { continue };
+        if bar.kind == BarKind::Rom {
+            cfg.write32(bdf, rom_offset(if header == 1 { 2 } else { 6 }), base as u32 | ROM_ENABLE);
+            command |= reg::COMMAND_MEMORY;
+            continue;
+        }
+        let offset = reg::BAR0 + 4 * bar.index;
         cfg.write32(bdf, offset, base as u32);
         if bar.kind == BarKind::Mem64 {
             cfg.write32(bdf, offset + 4, (base >> 32) as u32);
@@ -176,7 +207,7 @@ pub fn release_bars(bars: &[Bar], window: &mut Window) {
                     io.free(base)
                 }
             }
-            BarKind::Mem32 | BarKind::Mem64 => window.mem.free(base),
+            BarKind::Mem32 | BarKind::Mem64 | BarKind::Rom => window.mem.free(base),
         }
     }
 }

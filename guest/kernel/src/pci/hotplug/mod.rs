@@ -1,0 +1,105 @@
+//! PCI hot-plug: the controllers that tell the guest a slot changed, and
+//! the common add and remove paths they share.
+//!
+//! - [`acpi`]: QEMU's ACPI PCI hot-plug register block (`pc`, 0xae00);
+//! - [`pciehp`]: native PCIe hot-plug on root ports (`q35`).
+//!
+//! Removal is always the guest's: QEMU's `device_del` only *asks* (DOWN bit,
+//! attention button), and the device goes when the guest ejects it. So the
+//! guest first takes the functions out of the driver model (children first,
+//! draining reads in flight) and only then lets QEMU finish.
+
+pub mod acpi;
+pub mod pciehp;
+
+use alloc::vec::Vec;
+
+use super::config::PortConfig;
+use super::device::PciFunction;
+use crate::base::device_unregister;
+use crate::klog;
+use crate::system::KernelRef;
+
+/// Rescan one slot after a hot-add; returns how many functions registered.
+pub fn add_slot(k: &KernelRef, bus: u8, slot: u8) -> usize {
+    let cfg = PortConfig::new(k.platform);
+    let added = k.pci.borrow_mut().scan_slot(&mut k.core.borrow_mut(), &cfg, bus, slot);
+    klog!(k.platform, "pci: hot-add on {bus:02x}:{slot:02x}: {added} function(s)");
+    added
+}
+
+/// Take every function of a slot out of the driver model (highest function
+/// first, each one's children before it) and give back its resources.
+/// Returns once all of them are unregistered, reads in flight included.
+pub async fn remove_slot(k: &KernelRef, bus: u8, slot: u8) {
+    let functions = k.pci.borrow().functions_in_slot(bus, slot);
+    for (bdf, dev) in functions {
+        // Keep what is needed to free the resources: the device's data is
+        // gone once it is released.
+        let function: Option<PciFunction> = k.core.borrow().data::<PciFunction>(dev).cloned();
+        // ENODEV: someone else removed it first (a surprise removal racing
+        // an eject); either way it is gone.
+        let _ = device_unregister(&k.core, dev).await;
+        if let Some(function) = function {
+            k.pci.borrow_mut().forget(&function);
+        }
+        klog!(k.platform, "pci: removed {bdf}");
+    }
+}
+
+/// Marks bus work in flight while alive, so `settle` waits for it.
+pub struct BusWork {
+    k: KernelRef,
+}
+
+impl BusWork {
+    pub fn start(k: &KernelRef) -> Self {
+        k.bus_work.set(k.bus_work.get() + 1);
+        BusWork { k: k.clone() }
+    }
+}
+
+impl Drop for BusWork {
+    fn drop(&mut self) {
+        self.k.bus_work.set(self.k.bus_work.get() - 1);
+    }
+}
+
+/// Start the poller of every hot-plug controller the machine has.
+pub fn start(k: &KernelRef) {
+    let chipset = k.pci.borrow().chipset;
+    if let Some(controller) = acpi::AcpiHotplug::probe(k.platform, chipset) {
+        k.spawner.spawn(controller.run(k.clone()));
+    }
+    let slots: Vec<pciehp::Slot> = {
+        let cfg = PortConfig::new(k.platform);
+        let bridges = k.pci.borrow().bridges(&k.core.borrow());
+        bridges.into_iter().filter_map(|(bdf, secondary)| pciehp::Slot::probe(&cfg, bdf, secondary)).collect()
+    };
+    for slot in slots {
+        klog!(k.platform, "pci: native hot-plug slot on {}", slot.bridge());
+        k.spawner.spawn(slot.run(k.clone()));
+    }
+}
+
+/// Bits set in a 32-bit map, lowest first.
+fn bits(mut map: u32) -> impl Iterator<Item = u8> {
+    core::iter::from_fn(move || {
+        if map == 0 {
+            return None;
+        }
+        let bit = map.trailing_zeros() as u8;
+        map &= map - 1;
+        Some(bit)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bits_lists_set_bits_lowest_first() {
+        assert_eq!(super::bits(0b1010_0100).collect::<alloc::vec::Vec<_>>(), [2, 5, 7]);
+        assert_eq!(super::bits(0).count(), 0);
+        assert_eq!(super::bits(0x8000_0000).collect::<alloc::vec::Vec<_>>(), [31]);
+    }
+}
