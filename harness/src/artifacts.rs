@@ -2,6 +2,7 @@
 //! console log, QMP and control transcripts, uevents, snapshots, QEMU's
 //! stderr. A run that ends well removes its directory; any other ending
 //! (an error, a panic, a kill) keeps it and says where it is.
+//! `HARNESS_KEEP_ARTIFACTS=1` keeps them for passing runs too.
 
 use std::path::{Path, PathBuf};
 
@@ -55,7 +56,8 @@ impl Artifacts {
 
 impl Drop for Artifacts {
     fn drop(&mut self) {
-        if self.passed {
+        let keep_anyway = std::env::var_os("HARNESS_KEEP_ARTIFACTS").is_some_and(|v| v == "1");
+        if self.passed && !keep_anyway {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
             eprintln!("harness: artifacts kept in {}", self.dir.display());

@@ -2,9 +2,13 @@
 //! JSON under `target/bench`. Speed goals are checked here, never by timed
 //! assertions in tests.
 //!
-//! Boot latency is QEMU spawn → the guest's `hello` reply, measured for
-//! each profile with each firmware (qboot and SeaBIOS), VMs one at a time so
-//! they do not compete for the two cores.
+//! - boot: QEMU spawn → the guest's `hello` reply, for each profile with
+//!   each firmware (qboot and SeaBIOS);
+//! - hotplug: `device_add` → the guest's `add` uevent, `device_del` →
+//!   DEVICE_DELETED and → the guest's `remove`, and plug+unplug cycles per
+//!   second, on one booted guest per profile.
+//!
+//! VMs run one at a time so they do not compete for the two cores.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::hotplug::Plug;
 use crate::qemu::Firmware;
 use crate::vm::{Vm, VmConfig};
 
@@ -21,38 +26,52 @@ pub struct Measurement {
     pub profile: String,
     pub firmware: String,
     pub runs: usize,
-    pub min_ms: f64,
-    pub median_ms: f64,
-    pub max_ms: f64,
-    /// The goal, where the project set one.
-    pub goal_ms: Option<f64>,
+    /// `ms`, or `cycles/s` for rates.
+    pub unit: &'static str,
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    /// The goal, where the project set one: an upper bound for `ms`, a
+    /// lower bound for rates.
+    pub goal: Option<f64>,
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
 }
 
 impl Measurement {
-    pub fn from_samples(
-        metric: &str,
-        profile: &str,
-        firmware: Firmware,
-        samples: &mut [Duration],
-        goal_ms: Option<f64>,
-    ) -> Self {
-        samples.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let median = if samples.len() % 2 == 1 {
-            ms(samples[samples.len() / 2])
-        } else {
-            (ms(samples[samples.len() / 2 - 1]) + ms(samples[samples.len() / 2])) / 2.0
-        };
+    fn from_values(metric: &str, profile: &str, firmware: Firmware, unit: &'static str, mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
         Measurement {
             metric: metric.to_string(),
             profile: profile.to_string(),
             firmware: firmware.name().to_string(),
-            runs: samples.len(),
-            min_ms: ms(samples[0]),
-            median_ms: median,
-            max_ms: ms(samples[samples.len() - 1]),
-            goal_ms,
+            runs: values.len(),
+            unit,
+            min: values[0],
+            median: median(&values),
+            max: values[values.len() - 1],
+            goal: None,
         }
+    }
+
+    /// Latencies in milliseconds.
+    pub fn latency(metric: &str, profile: &str, firmware: Firmware, samples: &[Duration], goal: Option<f64>) -> Self {
+        let ms = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        Measurement { goal, ..Self::from_values(metric, profile, firmware, "ms", ms) }
+    }
+
+    /// A rate from the duration of each cycle.
+    pub fn rate(metric: &str, profile: &str, firmware: Firmware, cycles: &[Duration]) -> Self {
+        let per_second = cycles.iter().map(|d| 1.0 / d.as_secs_f64().max(1e-9)).collect();
+        Self::from_values(metric, profile, firmware, "cycles/s", per_second)
+    }
+
+    pub fn meets_goal(&self) -> Option<bool> {
+        let goal = self.goal?;
+        Some(if self.unit == "ms" { self.median <= goal } else { self.median >= goal })
     }
 }
 
@@ -60,6 +79,8 @@ pub struct Options {
     pub runs: usize,
     pub profiles: Vec<String>,
     pub firmwares: Vec<Firmware>,
+    /// Which groups to run: `boot`, `hotplug`.
+    pub only: Vec<String>,
 }
 
 /// Boot latency goal on `pc` under TCG.
@@ -76,16 +97,57 @@ pub async fn boot_latency(profile: &str, firmware: Firmware, runs: usize) -> Res
         vm.shutdown().await?;
     }
     let goal = (profile == "pc").then_some(BOOT_GOAL_PC_MS);
-    Ok(Measurement::from_samples("boot (spawn -> hello)", profile, firmware, &mut samples, goal))
+    Ok(Measurement::latency("boot: spawn -> hello", profile, firmware, &samples, goal))
+}
+
+/// `device_add` return → the guest's `add` uevent.
+pub const PLUG_GOAL_MS: f64 = 10.0;
+/// `device_del` return → DEVICE_DELETED, and → the guest's `remove`.
+/// QEMU's own floor is about 50 ms under TCG (an RCU grace period).
+pub const UNPLUG_GOAL_MS: f64 = 70.0;
+
+/// Plug and unplug `edu` in the first hot-pluggable slot, `runs` times.
+pub async fn hotplug_latency(profile: &str, runs: usize) -> Result<Vec<Measurement>> {
+    let firmware = Firmware::default();
+    let mut config = VmConfig::new(profile, &format!("bench-hotplug-{profile}"))?;
+    config.quiet = true;
+    let vm = Vm::boot(config).await?;
+    let slot = vm.config.profile.pci_slot(1)?;
+    let (mut added, mut deleted, mut removed, mut cycles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let start = std::time::Instant::now();
+        let id = format!("bench{i}");
+        let plugged = vm.plug(&Plug::new("edu", &id).at(&slot)).await?;
+        let unplugged = vm.unplug(&id).await?;
+        cycles.push(start.elapsed());
+        added.push(plugged.add_latency);
+        deleted.push(unplugged.deleted_after);
+        removed.push(unplugged.removed_after);
+    }
+    vm.shutdown().await?;
+    Ok(vec![
+        Measurement::latency("pci: device_add -> add uevent", profile, firmware, &added, Some(PLUG_GOAL_MS)),
+        Measurement::latency("pci: device_del -> DEVICE_DELETED", profile, firmware, &deleted, Some(UNPLUG_GOAL_MS)),
+        Measurement::latency("pci: device_del -> remove uevent", profile, firmware, &removed, Some(UNPLUG_GOAL_MS)),
+        Measurement::rate("pci: plug+unplug cycles", profile, firmware, &cycles),
+    ])
 }
 
 pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> {
     let mut results = Vec::new();
+    let wants = |group: &str| options.only.is_empty() || options.only.iter().any(|g| g == group);
     for profile in &options.profiles {
-        for firmware in &options.firmwares {
-            let m = boot_latency(profile, *firmware, options.runs).await?;
-            eprintln!("bench: {} {} {}: median {:.1} ms", m.metric, profile, firmware.name(), m.median_ms);
-            results.push(m);
+        if wants("boot") {
+            for firmware in &options.firmwares {
+                let m = boot_latency(profile, *firmware, options.runs).await?;
+                eprintln!("bench: {} {} {}: median {:.1} ms", m.metric, profile, firmware.name(), m.median);
+                results.push(m);
+            }
+        }
+        if wants("hotplug") {
+            let ms = hotplug_latency(profile, options.runs.max(10)).await?;
+            eprintln!("bench: hot-plug on {profile} done");
+            results.extend(ms);
         }
     }
     print_table(&results);
@@ -98,18 +160,29 @@ pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> 
 
 pub fn print_table(results: &[Measurement]) {
     println!(
-        "{:<28} {:<6} {:<8} {:>5} {:>9} {:>9} {:>9} {:>8}",
-        "metric", "profile", "firmware", "runs", "min ms", "median ms", "max ms", "goal"
+        "{:<36} {:<7} {:<8} {:>4} {:>9} {:>9} {:>9} {:<9} goal",
+        "metric", "profile", "firmware", "runs", "min", "median", "max", "unit"
     );
     for m in results {
-        let goal = match m.goal_ms {
-            Some(g) if m.median_ms <= g => format!("<={g:.0} ok"),
-            Some(g) => format!("<={g:.0} MISS"),
-            None => String::new(),
+        let bound = if m.unit == "ms" { "<=" } else { ">=" };
+        let goal = match (m.goal, m.meets_goal()) {
+            (Some(g), Some(true)) => format!("{bound}{g:.0} ok"),
+            (Some(g), _) => format!("{bound}{g:.0} MISSED"),
+            (None, _) => String::new(),
         };
         println!(
-            "{:<28} {:<6} {:<8} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>8}",
-            m.metric, m.profile, m.firmware, m.runs, m.min_ms, m.median_ms, m.max_ms, goal
+            "{:<36} {:<7} {:<8} {:>4} {:>9.1} {:>9.1} {:>9.1} {:<9} {}",
+            m.metric, m.profile, m.firmware, m.runs, m.min, m.median, m.max, m.unit, goal
         );
+    }
+    // Which firmware boots faster, per profile: the default should be it.
+    let boot: Vec<&Measurement> = results.iter().filter(|m| m.metric.starts_with("boot")).collect();
+    let profiles: std::collections::BTreeSet<&str> = boot.iter().map(|m| m.profile.as_str()).collect();
+    for profile in profiles {
+        let candidates = boot.iter().filter(|m| m.profile == profile);
+        if let Some(fastest) = candidates.min_by(|a, b| a.median.total_cmp(&b.median)) {
+            let note = if fastest.firmware == Firmware::default().name() { "the default" } else { "NOT the default" };
+            println!("fastest firmware on {profile}: {} ({note})", fastest.firmware);
+        }
     }
 }

@@ -105,7 +105,9 @@ impl Vm {
                 if d.qdev_id == id {
                     return Some(path);
                 }
-                if let Some(found) = d.pci_bridge.as_ref().and_then(|b| b.devices.as_ref()).and_then(|c| find(c, &path, id)) {
+                if let Some(found) =
+                    d.pci_bridge.as_ref().and_then(|b| b.devices.as_ref()).and_then(|c| find(c, &path, id))
+                {
                     return Some(found);
                 }
             }
@@ -162,7 +164,8 @@ impl Vm {
     /// position `from`; returns when the harness read it.
     pub async fn wait_device_deleted(&self, from: usize, id: &str) -> Result<Instant> {
         self.within(&format!("DEVICE_DELETED for {id}"), self.config.timeouts.event, async {
-            let (_, event) = self.qmp.wait_event(from, |e| e.name == "DEVICE_DELETED" && e.str("device") == Some(id)).await?;
+            let (_, event) =
+                self.qmp.wait_event(from, |e| e.name == "DEVICE_DELETED" && e.str("device") == Some(id)).await?;
             Ok(event.received)
         })
         .await

@@ -92,7 +92,13 @@ async fn run_cell(profile: &str, scenario: &Scenario) -> CellResult {
     let artifacts = crate::artifacts::root().join(&name);
     let outcome: Result<()> = async {
         let mut vm = Vm::boot(VmConfig::new(profile, &name)?).await?;
-        (scenario.run)(&mut vm).await?;
+        let goldens = (scenario.run)(&mut vm).await?;
+        for (golden, text) in &goldens.0 {
+            if let Err(e) = crate::golden::check(golden, profile, text) {
+                vm.save_artifact(&format!("{golden}.actual.txt"), text);
+                return Err(e);
+            }
+        }
         vm.shutdown().await
     }
     .await;
@@ -107,10 +113,10 @@ async fn run_cell(profile: &str, scenario: &Scenario) -> CellResult {
 }
 
 fn print_table(results: &[CellResult]) {
-    println!("{:<8} {:<20} {:<6} {:>8}  artifacts", "profile", "scenario", "result", "time");
+    println!("{:<8} {:<28} {:<6} {:>8}  artifacts", "profile", "scenario", "result", "time");
     for r in results {
         println!(
-            "{:<8} {:<20} {:<6} {:>7.2}s  {}",
+            "{:<8} {:<28} {:<6} {:>7.2}s  {}",
             r.profile,
             r.scenario,
             if r.passed { "pass" } else { "FAIL" },

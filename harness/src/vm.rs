@@ -524,6 +524,12 @@ impl Starting {
             biased;
             result = fut => match result {
                 Ok(v) => Ok(v),
+                // The guest answered with an error: nothing is broken.
+                Err(e) if matches!(e.downcast_ref::<ControlError>(), Some(ControlError::Guest { .. }))
+                    || matches!(e.downcast_ref::<QmpError>(), Some(QmpError::Qemu { .. })) =>
+                {
+                    Err(e)
+                }
                 // A channel that breaks usually means QEMU is exiting: say
                 // how it ended rather than just "connection reset".
                 Err(e) => match exited_soon().await {

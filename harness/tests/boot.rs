@@ -6,23 +6,14 @@ mod common;
 
 use anyhow::{Result, ensure};
 
-async fn boot_snapshot(profile: &str) -> Result<()> {
-    let mut vm = common::boot(profile, "boot_snapshot").await?;
-    let snapshot = vm.checked_snapshot().await?;
-    assert_profile_snapshot!(profile, "boot", snapshot.render());
-    let stats = vm.stats().await?;
-    ensure!(stats.bugs() == 0 && stats.leaked() == 0, "fresh boot has BUGs or leaks: {stats:?}");
-    vm.shutdown().await
-}
-
 #[tokio::test]
 async fn boot_snapshot_pc() -> Result<()> {
-    boot_snapshot("pc").await
+    common::scenario("pc", "boot").await
 }
 
 #[tokio::test]
 async fn boot_snapshot_q35() -> Result<()> {
-    boot_snapshot("q35").await
+    common::scenario("q35", "boot").await
 }
 
 /// Two boots of the same hardware give byte-identical snapshots.

@@ -1,150 +1,57 @@
-//! The driver model's lifetime rules, end to end: the real guest under QEMU,
-//! driven through the control channel and the software test bus.
+//! The driver model's lifetime rules, end to end on the real guest through
+//! the software test bus. The bodies live in `harness::scenario::model`, so
+//! the hardware matrix runs exactly these checks too.
 
 mod common;
 
-use anyhow::{Result, ensure};
-use harness::Vm;
+use anyhow::Result;
 
-/// `(action, devpath)` of the uevents from `from` on.
-fn uevents_since(vm: &Vm, from: usize) -> Vec<(String, String)> {
-    vm.control.uevents()[from..].iter().map(|u| (u.action.clone(), u.devpath.clone())).collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(a, d)| (a.to_string(), d.to_string())).collect()
-}
-
-/// The 2002 race: a read is inside show() when removal starts. Removal
-/// waits for it, nothing new gets in, the read returns the old data, and
-/// afterwards nothing is left behind.
 #[tokio::test]
-async fn held_read_across_removal() -> Result<()> {
-    let vm = common::boot("pc", "held_read_across_removal").await?;
-    let baseline = vm.stats().await?;
-    let cursor = vm.control.uevent_cursor();
-    vm.call("testdev add t1").await?;
-    let attr = "root/testbus/t1/value";
-    let held_handle = vm.call_text(&format!("open {attr}")).await?;
-    let other_handle = vm.call_text(&format!("open {attr}")).await?;
-    vm.call(&format!("hold {attr}")).await?;
-    let read = vm.send(&format!("read {held_handle}")).await?;
-    vm.wait_stats("one active reference on t1", |s| s.devices.get("root/testbus/t1").is_some_and(|d| d.active == 1)).await?;
-
-    let del = vm.send("testdev del t1").await?;
-    // The remove uevent goes out before driverfs drains (reference §3).
-    vm.wait_uevent(cursor, "remove root/testbus/t1", |u| u.action == "remove" && u.devpath == "root/testbus/t1").await?;
-    let stats = vm.wait_stats("t1 dying", |s| s.devices.get("root/testbus/t1").is_some_and(|d| d.state == "dying")).await?;
-    ensure!(stats.devices["root/testbus/t1"].active == 1, "the held read's active reference is gone: {stats:?}");
-    ensure!(!read.is_answered() && !del.is_answered(), "the held read and the removal must both still be pending");
-    ensure!(vm.expect_errno(&format!("open {attr}")).await? == "ENOENT", "a fresh open after removal began must fail");
-    ensure!(vm.expect_errno(&format!("read {other_handle}")).await? == "ENODEV", "an old handle must read ENODEV");
-    ensure!(vm.expect_errno("testdev add t1").await? == "EBUSY", "the name is busy until the old object is released");
-
-    vm.call(&format!("unhold {attr}")).await?;
-    let value = vm.wait_reply(read).await?;
-    ensure!(value == b"t1\n", "the held read must return the old data, got {:?}", String::from_utf8_lossy(&value));
-    vm.wait_reply(del).await?;
-    ensure!(
-        uevents_since(&vm, cursor)
-            == pairs(&[("add", "root/testbus/t1"), ("bind", "root/testbus/t1"), ("unbind", "root/testbus/t1"), ("remove", "root/testbus/t1")]),
-        "uevents out of order: {:?}",
-        uevents_since(&vm, cursor)
-    );
-    ensure!(vm.expect_errno(&format!("read {held_handle}")).await? == "ENODEV");
-    vm.call(&format!("close {held_handle}")).await?;
-    vm.call(&format!("close {other_handle}")).await?;
-    vm.stats().await?.check_baseline(&baseline)?;
-    vm.shutdown().await
+async fn held_read_across_removal_pc() -> Result<()> {
+    common::scenario("pc", "testbus-held-read").await
 }
 
-/// A handle kept across re-adding the same name never shows the new
-/// object's data; the new object is a new generation.
 #[tokio::test]
-async fn stale_handle_after_same_name_is_readded() -> Result<()> {
-    let vm = common::boot("pc", "stale_handle_readded").await?;
-    let baseline = vm.stats().await?;
-    vm.call("testdev add slot").await?;
-    let generation = vm.stats().await?.devices["root/testbus/slot"].generation;
-    let stale = vm.call_text("open root/testbus/slot/value").await?;
-    vm.call("testdev del slot").await?;
-    vm.call("testdev add slot").await?;
-    let fresh = vm.call_text("open root/testbus/slot/value").await?;
-    vm.call(&format!("write {fresh} second-object")).await?;
-    ensure!(vm.expect_errno(&format!("read {stale}")).await? == "ENODEV", "stale handle must read ENODEV");
-    ensure!(vm.call(&format!("read {fresh}")).await? == b"second-object\n");
-    let stats = vm.stats().await?;
-    ensure!(stats.devices["root/testbus/slot"].generation > generation, "re-added device must get a new generation");
-    for h in [&stale, &fresh] {
-        vm.call(&format!("close {h}")).await?;
-    }
-    vm.call("testdev del slot").await?;
-    vm.stats().await?.check_baseline(&baseline)?;
-    vm.shutdown().await
+async fn held_read_across_removal_q35() -> Result<()> {
+    common::scenario("q35", "testbus-held-read").await
 }
 
-/// Removing a parent removes its children first: uevents depth first,
-/// children released before the parent, nothing left behind.
 #[tokio::test]
-async fn parent_removal_is_depth_first() -> Result<()> {
-    let mut vm = common::boot("pc", "parent_removal_depth_first").await?;
-    let baseline = vm.stats().await?;
-    vm.call("testdev add parent").await?;
-    vm.call("testdev add child parent").await?;
-    vm.call("testdev add grandchild child").await?;
-    let tree = vm.snapshot().await?;
-    assert_profile_snapshot!("pc", "testbus_tree", tree.subtree("root/testbus").render());
-    let cursor = vm.control.uevent_cursor();
-    vm.call("testdev del parent").await?;
-    let removed: Vec<(String, String)> = uevents_since(&vm, cursor);
-    ensure!(
-        removed
-            == pairs(&[
-                ("unbind", "root/testbus/parent/child/grandchild"),
-                ("remove", "root/testbus/parent/child/grandchild"),
-                ("unbind", "root/testbus/parent/child"),
-                ("remove", "root/testbus/parent/child"),
-                ("unbind", "root/testbus/parent"),
-                ("remove", "root/testbus/parent"),
-            ]),
-        "removal uevents are not depth first: {removed:?}"
-    );
-    ensure!(vm.expect_errno("testdev add orphan child").await? == "ENOENT", "a removed parent cannot get children");
-    vm.stats().await?.check_baseline(&baseline)?;
-    vm.shutdown().await
+async fn stale_handle_after_same_name_is_readded_pc() -> Result<()> {
+    common::scenario("pc", "testbus-stale-handle").await
 }
 
-/// A store() that removes its own device completes (no self-deadlock).
 #[tokio::test]
-async fn store_that_removes_its_own_device() -> Result<()> {
-    let vm = common::boot("pc", "store_removes_itself").await?;
-    let baseline = vm.stats().await?;
-    vm.call("testdev add selfish").await?;
-    let h = vm.call_text("open root/testbus/selfish/remove").await?;
-    vm.call(&format!("write {h} 1")).await?;
-    ensure!(vm.expect_errno("open root/testbus/selfish/value").await? == "ENOENT");
-    vm.call(&format!("close {h}")).await?;
-    vm.stats().await?.check_baseline(&baseline)?;
-    vm.shutdown().await
+async fn stale_handle_after_same_name_is_readded_q35() -> Result<()> {
+    common::scenario("q35", "testbus-stale-handle").await
 }
 
-/// unbind and bind through the control channel: the driver links and the
-/// driver's state follow, with `unbind`/`bind` uevents.
 #[tokio::test]
-async fn unbind_and_rebind() -> Result<()> {
-    let mut vm = common::boot("pc", "unbind_and_rebind").await?;
-    vm.call("testdev add d1").await?;
-    let cursor = vm.control.uevent_cursor();
-    vm.call("unbind testbus d1 testdrv").await?;
-    let unbound = vm.snapshot().await?;
-    ensure!(unbound.value("root/testbus/d1/bound") == Some("0"));
-    ensure!(unbound.get("root/testbus/d1/driver").is_none() && unbound.get("bus/testbus/drivers/testdrv/d1").is_none());
-    ensure!(vm.expect_errno("unbind testbus d1 testdrv").await? == "ENODEV", "unbinding an unbound device");
-    vm.call("bind testbus d1 testdrv").await?;
-    ensure!(vm.expect_errno("bind testbus d1 testdrv").await? == "EBUSY", "binding a bound device");
-    let bound = vm.snapshot().await?;
-    ensure!(bound.value("root/testbus/d1/bound") == Some("1"));
-    ensure!(bound.get("root/testbus/d1/driver").is_some() && bound.get("bus/testbus/drivers/testdrv/d1").is_some());
-    ensure!(uevents_since(&vm, cursor) == pairs(&[("unbind", "root/testbus/d1"), ("bind", "root/testbus/d1")]));
-    vm.shutdown().await
+async fn parent_removal_is_depth_first_pc() -> Result<()> {
+    common::scenario("pc", "testbus-depth-first").await
+}
+
+#[tokio::test]
+async fn parent_removal_is_depth_first_q35() -> Result<()> {
+    common::scenario("q35", "testbus-depth-first").await
+}
+
+#[tokio::test]
+async fn store_that_removes_its_own_device_pc() -> Result<()> {
+    common::scenario("pc", "testbus-store-removes-self").await
+}
+
+#[tokio::test]
+async fn store_that_removes_its_own_device_q35() -> Result<()> {
+    common::scenario("q35", "testbus-store-removes-self").await
+}
+
+#[tokio::test]
+async fn unbind_and_rebind_pc() -> Result<()> {
+    common::scenario("pc", "testbus-rebind").await
+}
+
+#[tokio::test]
+async fn unbind_and_rebind_q35() -> Result<()> {
+    common::scenario("q35", "testbus-rebind").await
 }

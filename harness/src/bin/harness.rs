@@ -42,6 +42,9 @@ enum Command {
         /// Firmwares to compare (repeatable): qboot, seabios.
         #[arg(long = "firmware", default_values_t = ["qboot".to_string(), "seabios".to_string()])]
         firmwares: Vec<String>,
+        /// Only these groups (repeatable): boot, hotplug.
+        #[arg(long)]
+        only: Vec<String>,
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
@@ -84,12 +87,15 @@ async fn dispatch(command: Command) -> Result<bool> {
             let results = matrix::run(&file, &matrix::Options { jobs, out_dir: out }).await?;
             Ok(results.iter().all(|r| r.passed))
         }
-        Command::Bench { runs, profiles, firmwares, out } => {
+        Command::Bench { runs, profiles, firmwares, only, out } => {
             let firmwares = firmwares.iter().map(|f| Firmware::parse(f)).collect::<Result<Vec<_>>>()?;
             for p in &profiles {
                 profile::Profile::get(p)?;
             }
-            bench::run(&bench::Options { runs: runs.max(1), profiles, firmwares }, &out).await?;
+            if let Some(bad) = only.iter().find(|g| !["boot", "hotplug"].contains(&g.as_str())) {
+                anyhow::bail!("unknown bench group {bad:?} (boot, hotplug)");
+            }
+            bench::run(&bench::Options { runs: runs.max(1), profiles, firmwares, only }, &out).await?;
             Ok(true)
         }
         Command::Run { profile, firmware, accel, append, requests } => {

@@ -7,11 +7,6 @@
 use anyhow::Result;
 use harness::{Vm, VmConfig};
 
-/// Boot `profile` with artifacts named after the test.
-pub async fn boot(profile: &str, test: &str) -> Result<Vm> {
-    Vm::boot(VmConfig::new(profile, &format!("{test}-{profile}"))?).await
-}
-
 /// Assert a snapshot with insta, one file per profile (`@pc`, `@q35`).
 #[macro_export]
 macro_rules! assert_profile_snapshot {
@@ -19,6 +14,26 @@ macro_rules! assert_profile_snapshot {
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_suffix($profile);
         settings.set_prepend_module_to_snapshot(false);
+        // Relative to this file: every test shares harness/tests/snapshots.
+        settings.set_snapshot_path("../snapshots");
         settings.bind(|| insta::assert_snapshot!($name, $value));
     }};
+}
+
+/// Boot `profile` with artifacts named after the test.
+pub async fn boot(profile: &str, test: &str) -> Result<Vm> {
+    Vm::boot(VmConfig::new(profile, &format!("{test}-{profile}"))?).await
+}
+
+/// Run a scenario from `harness::scenario` on a fresh guest, assert the
+/// snapshots it returns against the committed goldens (one insta file per
+/// profile: `<name>@pc.snap`), and require a clean power-off.
+pub async fn scenario(profile: &str, name: &str) -> Result<()> {
+    let scenario = harness::scenario::get(name)?;
+    let mut vm = boot(profile, name).await?;
+    let goldens = (scenario.run)(&mut vm).await?;
+    for (golden, text) in goldens.0 {
+        assert_profile_snapshot!(profile, golden, text);
+    }
+    vm.shutdown().await
 }

@@ -1,0 +1,116 @@
+//! Scenarios: what one matrix cell does to a booted guest. The end-to-end
+//! tests in `harness/tests` run these same functions (one thin `#[test]`
+//! per scenario and profile), so the matrix and the tests never drift.
+//!
+//! A scenario returns the snapshots it wants compared with the committed
+//! goldens: tests assert them with insta (so `cargo insta review` shows
+//! changes), the matrix compares them with the same files.
+
+pub mod boot;
+pub mod model;
+pub mod pci;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use anyhow::Result;
+
+use crate::vm::Vm;
+
+/// Snapshots to compare with `harness/tests/snapshots/<name>@<profile>.snap`.
+#[derive(Debug, Default)]
+pub struct Goldens(pub Vec<(&'static str, String)>);
+
+impl Goldens {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, name: &'static str, text: String) {
+        self.0.push((name, text));
+    }
+}
+
+pub type ScenarioFuture<'a> = Pin<Box<dyn Future<Output = Result<Goldens>> + Send + 'a>>;
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// Profiles the scenario applies to.
+    pub profiles: &'static [&'static str],
+    pub run: for<'a> fn(&'a mut Vm) -> ScenarioFuture<'a>,
+}
+
+const ALL_PROFILES: &[&str] = &["pc", "q35"];
+
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "boot",
+            summary: "boot snapshot equals the golden and matches query-pci; no BUGs or leaks",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(boot::boot(vm)),
+        },
+        Scenario {
+            name: "testbus-held-read",
+            summary: "a read held in show() across device removal: removal waits, old data, ENODEV/ENOENT/EBUSY",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(model::held_read_across_removal(vm)),
+        },
+        Scenario {
+            name: "testbus-stale-handle",
+            summary: "a handle kept across re-adding the same name reads ENODEV; new generation",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(model::stale_handle_after_same_name_is_readded(vm)),
+        },
+        Scenario {
+            name: "testbus-depth-first",
+            summary: "removing a parent removes children first (uevents, release order)",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(model::parent_removal_is_depth_first(vm)),
+        },
+        Scenario {
+            name: "testbus-store-removes-self",
+            summary: "a store() that unregisters its own device does not deadlock",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(model::store_that_removes_its_own_device(vm)),
+        },
+        Scenario {
+            name: "testbus-rebind",
+            summary: "unbind and bind through the control channel",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(model::unbind_and_rebind(vm)),
+        },
+        Scenario {
+            name: "pci-add-remove-readd",
+            summary: "add edu, pci-testdev, virtio-net-pci; remove the middle; re-add e1000 in its slot",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(pci::add_remove_readd(vm)),
+        },
+        Scenario {
+            name: "pci-held-read-eject",
+            summary: "a held read blocks the guest's eject, so DEVICE_DELETED waits for it",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(pci::held_read_blocks_eject(vm)),
+        },
+        Scenario {
+            name: "pci-fifty-cycles",
+            summary: "50 plug/unplug cycles on one slot end at the stats baseline",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(pci::fifty_cycles(vm)),
+        },
+        Scenario {
+            name: "pci-refusals",
+            summary: "QEMU's refusals carry its text and leave the VM usable",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(pci::refusals(vm)),
+        },
+    ]
+}
+
+pub fn get(name: &str) -> Result<Scenario> {
+    all().into_iter().find(|s| s.name == name).ok_or_else(|| {
+        let names: Vec<&str> = all().iter().map(|s| s.name).collect();
+        anyhow::anyhow!("unknown scenario {name:?}; known scenarios: {}", names.join(", "))
+    })
+}

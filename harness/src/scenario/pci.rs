@@ -1,0 +1,156 @@
+//! PCI hot-plug on `pc` (ACPI) and `q35` (native PCIe root ports): every
+//! change goes through the guest's driver model, the guest ejects only after
+//! removal completed, and the snapshot matches query-pci after every step.
+
+use anyhow::{Result, ensure};
+
+use super::Goldens;
+use crate::hotplug::{Plug, UnplugOrder};
+use crate::profile::PciSlot;
+use crate::vm::Vm;
+
+fn slot(vm: &Vm, n: u8) -> Result<PciSlot> {
+    vm.config.profile.pci_slot(n)
+}
+
+/// Add edu, pci-testdev and virtio-net-pci, remove the middle one, re-add a
+/// different device in its slot; snapshot and query-pci agree throughout.
+pub async fn add_remove_readd(vm: &mut Vm) -> Result<Goldens> {
+    let mut goldens = Goldens::new();
+    let baseline = vm.stats().await?;
+    let devices = [("edu", "edu1"), ("pci-testdev", "test2"), ("virtio-net-pci", "net3")];
+    for (n, (driver, id)) in devices.iter().enumerate() {
+        let plugged = vm.plug(&Plug::new(driver, id).at(&slot(vm, n as u8 + 1)?)).await?;
+        vm.checked_snapshot().await.map_err(|e| e.context(format!("after adding {id} at {}", plugged.devpath)))?;
+    }
+    let all_three = vm.checked_snapshot().await?;
+    goldens.push("pci_three_added", all_three.subtree("root/pci0").render());
+
+    let unplugged = vm.unplug("test2").await?;
+    ensure!(unplugged.order == UnplugOrder::GuestFirst, "the guest must remove before QEMU deletes: {unplugged:?}");
+    vm.checked_snapshot().await?;
+    vm.plug(&Plug::new("e1000", "nic2").at(&slot(vm, 2)?)).await?;
+    let readded = vm.checked_snapshot().await?;
+    goldens.push("pci_middle_replaced", readded.subtree("root/pci0").render());
+
+    for id in ["edu1", "nic2", "net3"] {
+        vm.unplug(id).await?;
+        vm.checked_snapshot().await?;
+    }
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(goldens)
+}
+
+/// The 2002 race across a real unplug: a read held inside show() keeps the
+/// guest from ejecting, so QEMU cannot finish `device_del` until it ends.
+pub async fn held_read_blocks_eject(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let slot = slot(vm, 1)?;
+    let edu = vm.plug(&Plug::new("edu", "raced").at(&slot)).await?;
+    let vendor = format!("{}/vendor", edu.devpath);
+    let held = vm.call_text(&format!("open {vendor}")).await?;
+    let stale = vm.call_text(&format!("open {vendor}")).await?;
+    vm.call(&format!("hold {vendor}")).await?;
+    let read = vm.send(&format!("read {held}")).await?;
+    vm.wait_stats("the held read's active reference", |s| s.devices.get(&edu.devpath).is_some_and(|d| d.active == 1))
+        .await?;
+
+    // 2. device_del: the guest starts removal but cannot finish it.
+    let (ucursor, qcursor) = (vm.control.uevent_cursor(), vm.qmp.cursor());
+    vm.device_del("raced").await?;
+    vm.wait_uevent(ucursor, &format!("remove {}", edu.devpath), |u| u.action == "remove" && u.devpath == edu.devpath)
+        .await?;
+    // 3. Pending: the object is dying with the read inside it, new opens
+    //    fail, and QEMU still has the device because nobody ejected it.
+    let stats =
+        vm.wait_stats("the device dying", |s| s.devices.get(&edu.devpath).is_some_and(|d| d.state == "dying")).await?;
+    ensure!(stats.devices[&edu.devpath].active == 1, "{stats:?}");
+    ensure!(vm.expect_errno(&format!("open {vendor}")).await? == "ENOENT");
+    ensure!(vm.qemu_has_device("raced").await?, "QEMU removed the device although the guest has not ejected it");
+    ensure!(!vm.device_deleted_since(qcursor, "raced"), "DEVICE_DELETED arrived while a read was held");
+    ensure!(!read.is_answered(), "the held read finished early");
+
+    // 4. unhold: the read returns the old vendor, removal completes, the
+    //    guest ejects, DEVICE_DELETED arrives.
+    vm.call(&format!("unhold {vendor}")).await?;
+    ensure!(vm.wait_reply(read).await? == b"0x1234\n", "the held read must return edu's vendor");
+    vm.wait_device_deleted(qcursor, "raced").await?;
+    ensure!(!vm.qemu_has_device("raced").await?);
+
+    // 5. A different device in the same slot; the stale handle never shows it.
+    let other = vm.plug(&Plug::new("pci-testdev", "successor").at(&slot)).await?;
+    ensure!(other.devpath == edu.devpath, "same slot, same path: {} vs {}", other.devpath, edu.devpath);
+    for handle in [&held, &stale] {
+        ensure!(vm.expect_errno(&format!("read {handle}")).await? == "ENODEV", "a stale handle must read ENODEV");
+    }
+    let fresh = vm.call_text(&format!("open {vendor}")).await?;
+    ensure!(vm.call(&format!("read {fresh}")).await? == b"0x1b36\n");
+    for handle in [&held, &stale, &fresh] {
+        vm.call(&format!("close {handle}")).await?;
+    }
+    vm.unplug("successor").await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    vm.checked_snapshot().await?;
+    Ok(Goldens::new())
+}
+
+/// 50 plug/unplug cycles on one slot leave nothing behind.
+pub async fn fifty_cycles(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let before = vm.snapshot().await?;
+    let slot = slot(vm, 1)?;
+    for cycle in 0..50 {
+        let driver = if cycle % 2 == 0 { "edu" } else { "pci-testdev" };
+        let id = format!("cycle{cycle}");
+        vm.plug(&Plug::new(driver, &id).at(&slot)).await?;
+        vm.unplug(&id).await.map_err(|e| e.context(format!("cycle {cycle}")))?;
+    }
+    let stats = vm.stats().await?;
+    stats.check_baseline(&baseline)?;
+    ensure!(stats.released() >= 50, "50 unplugged devices must have been released: {stats:?}");
+    ensure!(vm.snapshot().await? == before, "the tree differs after 50 cycles");
+    Ok(Goldens::new())
+}
+
+/// Each refusal carries QEMU's text, and the VM stays usable: after every
+/// one, a valid plug works and the snapshot still matches query-pci.
+pub async fn refusals(vm: &mut Vm) -> Result<Goldens> {
+    let s1 = slot(vm, 1)?;
+    let s2 = slot(vm, 2)?;
+    vm.plug(&Plug::new("edu", "first").at(&s1)).await?;
+    let mut cases = vec![
+        ("duplicate id", Plug::new("pci-testdev", "first").at(&s2), "Duplicate device ID 'first'"),
+        (
+            "occupied slot",
+            Plug::new("pci-testdev", "second").at(&s1),
+            "not available for pci-testdev, in use by edu,id=first",
+        ),
+        (
+            "unknown driver",
+            Plug::new("nonexistent-dev", "third").at(&s2),
+            "'nonexistent-dev' is not a valid device model name",
+        ),
+        ("bus without hot-plug", Plug::new("isa-serial", "fourth"), "Bus 'isa.0' does not support hotplugging"),
+    ];
+    if vm.config.profile.name == "q35" {
+        cases.push(("pcie.0", Plug::new("edu", "fifth").bus("pcie.0"), "Bus 'pcie.0' does not support hotplugging"));
+    }
+    for (n, (what, plug, text)) in cases.into_iter().enumerate() {
+        let err = vm.device_add(&plug).await.err().ok_or_else(|| anyhow::anyhow!("{what}: device_add succeeded"))?;
+        ensure!(err.to_string().contains(text), "{what}: QEMU's text is missing from {err}");
+        let probe = format!("probe{n}");
+        vm.plug(&Plug::new("pci-testdev", &probe).at(&s2)).await.map_err(|e| e.context(format!("after {what}")))?;
+        vm.checked_snapshot().await?;
+        vm.unplug(&probe).await?;
+    }
+    let err = vm
+        .device_del("no-such-id")
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("device_del of an unknown id succeeded"))?;
+    ensure!(err.to_string().contains("Device 'no-such-id' not found"), "{err}");
+    vm.unplug("first").await?;
+    vm.plug(&Plug::new("edu", "after").at(&s1)).await?;
+    vm.checked_snapshot().await?;
+    Ok(Goldens::new())
+}
