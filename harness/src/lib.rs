@@ -19,6 +19,7 @@ pub mod golden;
 pub mod guest;
 pub mod hotplug;
 pub mod matrix;
+pub mod media;
 pub mod profile;
 pub mod qemu;
 pub mod qmp;

@@ -11,6 +11,16 @@ pub struct Profile {
     pub args: Vec<String>,
     /// One line for `--help` and the README table.
     pub summary: &'static str,
+    /// Cold-plugged IDE drives and where the guest shows them.
+    pub ide: Vec<IdeDrive>,
+}
+
+/// An IDE drive on the command line: its QEMU id and the guest's path for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdeDrive {
+    pub id: &'static str,
+    pub devpath: &'static str,
+    pub cdrom: bool,
 }
 
 /// Where a hot-plugged PCI device goes.
@@ -21,6 +31,14 @@ pub struct PciSlot {
 }
 
 impl Profile {
+    /// The cold-plugged IDE drive with this QEMU id.
+    pub fn ide_drive(&self, id: &str) -> Result<&IdeDrive> {
+        self.ide
+            .iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| anyhow::anyhow!("profile {} has no IDE drive {id:?}", self.name))
+    }
+
     /// The `n`th hot-pluggable PCI slot (1-based): slots 5, 6, 7 ... of the
     /// root bus on `pc`; root ports rp1, rp2, rp3 on `q35`, where a device
     /// always sits at device 0 (QEMU would otherwise put a second device
@@ -43,8 +61,26 @@ impl Profile {
             "pc" => Ok(Profile {
                 name: "pc",
                 machine: "pc",
-                args: Vec::new(),
-                summary: "i440fx + PIIX3/PIIX4; PCI hot-plug through ACPI (0xae00)",
+                // The disk image is opened without QEMU's image locking so
+                // parallel VMs can share it; the guest only reads it.
+                args: vec![
+                    "-blockdev".into(),
+                    format!(
+                        "driver=file,node-name=hd0-file,filename={},locking=off",
+                        images::path(images::DISK.file).display()
+                    ),
+                    "-blockdev".into(),
+                    "driver=raw,node-name=hd0,file=hd0-file".into(),
+                    "-device".into(),
+                    "ide-hd,drive=hd0,bus=ide.0,unit=0,id=hd0".into(),
+                    "-device".into(),
+                    "ide-cd,bus=ide.1,unit=0,id=cd0".into(),
+                ],
+                summary: "i440fx + PIIX3/PIIX4; PCI hot-plug through ACPI (0xae00); IDE disk + CD",
+                ide: vec![
+                    IdeDrive { id: "hd0", devpath: "root/pci0/00:01.1/ide0/0.0", cdrom: false },
+                    IdeDrive { id: "cd0", devpath: "root/pci0/00:01.1/ide1/1.0", cdrom: true },
+                ],
             }),
             "q35" => Ok(Profile {
                 name: "q35",
@@ -65,6 +101,7 @@ impl Profile {
                 .map(String::from)
                 .to_vec(),
                 summary: "ICH9 + 3 pcie-root-ports (rp1-rp3); native PCIe hot-plug",
+                ide: Vec::new(),
             }),
             other => bail!("unknown machine profile {other:?}; known profiles: {}", NAMES.join(", ")),
         }

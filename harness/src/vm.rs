@@ -127,6 +127,7 @@ impl Vm {
             Some(path) => path.clone(),
             None => crate::guest::kernel_image()?,
         };
+        images::ensure().context("building the disk and CD images")?;
         let artifacts = if config.quiet { None } else { Some(Artifacts::create(&config.name)?) };
         let sockets = tempfile::Builder::new().prefix("harness-").tempdir().context("creating the socket directory")?;
         let qmp_socket = sockets.path().join("qmp.sock");

@@ -46,16 +46,29 @@ async fn same_hardware_gives_identical_snapshots_q35() -> Result<()> {
 }
 
 /// The boot uevents announce every PCI function the snapshot lists, in
-/// order, with increasing SEQNUMs.
+/// order, with increasing SEQNUMs, and every IDE drive on bus/ide.
 #[tokio::test]
 async fn boot_uevents_match_the_snapshot() -> Result<()> {
     let mut vm = common::boot("pc", "boot_uevents").await?;
     let snapshot = vm.snapshot().await?;
     let uevents = vm.control.uevents();
-    let added: Vec<&str> = uevents.iter().filter(|u| u.action == "add").map(|u| u.devpath.as_str()).collect();
+    let added: Vec<&str> = uevents
+        .iter()
+        .filter(|u| u.action == "add" && u.get("SUBSYSTEM") == Some("pci"))
+        .map(|u| u.devpath.as_str())
+        .collect();
     let functions = harness::checks::snapshot_pci_functions(&snapshot);
     let expected: Vec<&str> = functions.values().map(String::as_str).collect();
     ensure!(added == expected, "boot uevents {added:?} do not match the snapshot's functions {expected:?}");
+    let ide_added: Vec<&str> = uevents
+        .iter()
+        .filter(|u| u.action == "add" && u.get("SUBSYSTEM") == Some("ide"))
+        .map(|u| u.devpath.as_str())
+        .collect();
+    ensure!(
+        ide_added == ["root/pci0/00:01.1/ide0/0.0", "root/pci0/00:01.1/ide1/1.0"],
+        "IDE add uevents: {ide_added:?}"
+    );
     let seqnums: Vec<u64> = uevents.iter().filter_map(|u| u.seqnum()).collect();
     ensure!(
         seqnums.windows(2).all(|w| w[0] < w[1]) && seqnums.len() == uevents.len(),

@@ -3,6 +3,7 @@
 
 mod build;
 mod cmd;
+mod images;
 mod qemu;
 mod review;
 mod run_harness;
@@ -22,6 +23,7 @@ commands:
   bench [args]     measure boot and hot-plug latency; medians as a table and
                    JSON under target/bench
   run [args]       boot one profile and talk to the guest (see --help)
+  images           build the disk and CD images under target/images
   review           review changed snapshots (cargo insta review)
 
 matrix, bench and run pass their arguments to the harness CLI
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         "build" => build::run(),
         "test" => test::run(rest),
         "matrix" | "bench" | "run" => run_harness::run(command, rest),
+        "images" => images::run(),
         "review" => review::run(),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");

@@ -4,10 +4,14 @@
 //! - COM1 (0x3f8): output captured (the console).
 //! - COM2 (0x2f8): the test queues request bytes as input and collects the
 //!   guest's output (the control channel).
+//! - QEMU's ACPI PCI hot-plug block on `pc` (0xae00, `hw/acpi/pcihp.c`) for
+//!   the root bus: the test plugs a function into the [`FakePci`] and
+//!   raises UP, or raises DOWN to ask for an unplug; the guest's write to EJ
+//!   removes the slot's functions from the fake, as QEMU does.
 //! - `exit(code)` records the code and how much COM2 output existed at that
-//!   moment, then panics with a [`GuestExit`] payload, which tests catch with
-//!   `std::panic::catch_unwind`. [`quiet_guest_exits`] keeps those expected
-//!   panics out of the test log.
+//!   moment ([`FakePlatform::exited`]), then panics with `guest exit:
+//!   <code>`, which tests catch with `std::panic::catch_unwind` (the test
+//!   harness keeps the message out of the log unless the test fails).
 //!
 //! `System::boot` wants a `&'static dyn Platform`: tests `Box::leak` one per
 //! test with [`FakePlatform::leak`]. Tests are single-threaded, so interior
@@ -20,26 +24,8 @@ use core::cell::{Cell, RefCell};
 
 use crate::hw::{ExitCode, Platform};
 use crate::pci::config::{Bdf, ConfigSpace};
-use crate::pci::fake::FakePci;
+use crate::pci::fake::{FakePci, Segment};
 use crate::uart::{COM1, COM2};
-
-/// The panic payload of [`FakePlatform::exit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GuestExit(pub ExitCode);
-
-/// Install (once per process) a panic hook that stays silent for
-/// [`GuestExit`] panics and reports every other panic as before.
-pub fn quiet_guest_exits() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(alloc::boxed::Box::new(move |info| {
-            if info.payload().downcast_ref::<GuestExit>().is_none() {
-                previous(info);
-            }
-        }));
-    });
-}
 
 // 16550 register offsets.
 const RBR_THR: u16 = 0;
@@ -81,11 +67,29 @@ impl FakeUart {
 const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;
 
+// ACPI PCI hot-plug registers (QEMU's pcihp) and the GPE status they set.
+const PCIHP_UP: u16 = 0xae00;
+const PCIHP_DOWN: u16 = 0xae04;
+const PCIHP_EJ: u16 = 0xae08;
+const PCIHP_SEL: u16 = 0xae10;
+const GPE0_STS: u16 = 0xafe0;
+
+/// The pcihp state of the root bus (bsel 0); other bsels read 0.
+#[derive(Default)]
+struct AcpiHotplug {
+    sel: Cell<u32>,
+    up: Cell<u32>,
+    down: Cell<u32>,
+    gpe_status: Cell<u16>,
+    ejected: RefCell<Vec<u8>>,
+}
+
 pub struct FakePlatform {
     pub pci: FakePci,
     com1: FakeUart,
     com2: FakeUart,
     config_address: Cell<u32>,
+    hotplug: AcpiHotplug,
     ticks: Cell<u64>,
     relaxed: Cell<u64>,
     /// The exit code and the length of COM2's output when `exit` ran.
@@ -99,6 +103,7 @@ impl FakePlatform {
             com1: FakeUart::default(),
             com2: FakeUart::default(),
             config_address: Cell::new(0),
+            hotplug: AcpiHotplug::default(),
             ticks: Cell::new(0),
             relaxed: Cell::new(0),
             exited: Cell::new(None),
@@ -108,7 +113,6 @@ impl FakePlatform {
     /// A platform that lives as long as the test process, as `System::boot`
     /// requires. One per test; the leak is the test's lifetime.
     pub fn leak(self) -> &'static FakePlatform {
-        quiet_guest_exits();
         alloc::boxed::Box::leak(alloc::boxed::Box::new(self))
     }
 
@@ -130,6 +134,54 @@ impl FakePlatform {
     /// How the guest left, and how many COM2 bytes were out by then.
     pub fn exited(&self) -> Option<(ExitCode, usize)> {
         self.exited.get()
+    }
+
+    /// Signal a hot-add on root slot `slot` (plug the functions into
+    /// [`FakePlatform::pci`] first), as QEMU's `device_add` does.
+    pub fn acpi_hot_add(&self, slot: u8) {
+        self.hotplug.up.set(self.hotplug.up.get() | 1 << slot);
+        self.hotplug.gpe_status.set(self.hotplug.gpe_status.get() | 2);
+    }
+
+    /// Ask the guest to give root slot `slot` up, as QEMU's `device_del`
+    /// does. The slot stays until the guest writes EJ.
+    pub fn acpi_unplug_request(&self, slot: u8) {
+        self.hotplug.down.set(self.hotplug.down.get() | 1 << slot);
+        self.hotplug.gpe_status.set(self.hotplug.gpe_status.get() | 2);
+    }
+
+    /// Root slots the guest has ejected, in order.
+    pub fn acpi_ejected(&self) -> Vec<u8> {
+        self.hotplug.ejected.borrow().clone()
+    }
+
+    fn pcihp_read(&self, port: u16) -> u32 {
+        let h = &self.hotplug;
+        let root = h.sel.get() == 0;
+        match port {
+            // QEMU clears UP when it is read (non-legacy pcihp).
+            PCIHP_UP if root => h.up.replace(0),
+            PCIHP_DOWN if root => h.down.get(),
+            PCIHP_SEL => h.sel.get(),
+            _ => 0,
+        }
+    }
+
+    fn pcihp_write(&self, port: u16, value: u32) {
+        let h = &self.hotplug;
+        match port {
+            PCIHP_SEL => h.sel.set(value),
+            // Only the lowest set bit is ejected, as in QEMU.
+            PCIHP_EJ if h.sel.get() == 0 && value != 0 => {
+                let slot = value.trailing_zeros() as u8;
+                for func in 0..8 {
+                    self.pci.remove(Segment::ROOT, slot, func);
+                }
+                h.down.set(h.down.get() & !(1 << slot));
+                h.ejected.borrow_mut().push(slot);
+            }
+            _ => {}
+        }
     }
 
     fn uart(&self, port: u16) -> Option<(&FakeUart, u16)> {
@@ -174,13 +226,17 @@ impl Platform for FakePlatform {
     fn inw(&self, port: u16) -> u16 {
         match (port, self.config_target(port)) {
             (0xcfc | 0xcfe, Some((bdf, reg))) => self.pci.read16(bdf, reg),
+            (GPE0_STS, _) => self.hotplug.gpe_status.get(),
             _ => 0xffff,
         }
     }
 
     fn outw(&self, port: u16, value: u16) {
-        if let (0xcfc | 0xcfe, Some((bdf, reg))) = (port, self.config_target(port)) {
-            self.pci.write16(bdf, reg, value);
+        match (port, self.config_target(port)) {
+            (0xcfc | 0xcfe, Some((bdf, reg))) => self.pci.write16(bdf, reg, value),
+            // Write 1 to clear.
+            (GPE0_STS, _) => self.hotplug.gpe_status.set(self.hotplug.gpe_status.get() & !value),
+            _ => {}
         }
     }
 
@@ -188,6 +244,7 @@ impl Platform for FakePlatform {
         match (port, self.config_target(port)) {
             (CONFIG_ADDRESS, _) => self.config_address.get(),
             (CONFIG_DATA, Some((bdf, reg))) => self.pci.read32(bdf, reg),
+            (PCIHP_UP..=0xae13, _) => self.pcihp_read(port),
             _ => 0xffff_ffff,
         }
     }
@@ -196,6 +253,7 @@ impl Platform for FakePlatform {
         match (port, self.config_target(port)) {
             (CONFIG_ADDRESS, _) => self.config_address.set(value),
             (CONFIG_DATA, Some((bdf, reg))) => self.pci.write32(bdf, reg, value),
+            (PCIHP_UP..=0xae13, _) => self.pcihp_write(port, value),
             _ => {}
         }
     }
@@ -211,7 +269,7 @@ impl Platform for FakePlatform {
 
     fn exit(&self, code: ExitCode) -> ! {
         self.exited.set(Some((code, self.com2.output.borrow().len())));
-        std::panic::panic_any(GuestExit(code))
+        panic!("guest exit: {code:?}")
     }
 }
 
@@ -253,7 +311,7 @@ mod tests {
         let p = FakePlatform::new(FakePci::new()).leak();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.exit(ExitCode::Bug)));
         let payload = outcome.expect_err("exit never returns");
-        assert_eq!(payload.downcast_ref::<GuestExit>(), Some(&GuestExit(ExitCode::Bug)));
+        assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some("guest exit: Bug"));
         assert_eq!(p.exited(), Some((ExitCode::Bug, 0)));
     }
 }

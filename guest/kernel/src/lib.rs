@@ -18,6 +18,7 @@ pub mod driverfs;
 pub mod errno;
 pub mod executor;
 pub mod hw;
+pub mod ide;
 pub mod pci;
 pub mod system;
 pub mod testbus;

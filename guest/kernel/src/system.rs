@@ -13,11 +13,12 @@ use crate::control::{Incoming, LineAssembler, Outbox, verbs};
 use crate::errno::Errno;
 use crate::executor::{Executor, Spawner};
 use crate::hw::{ExitCode, Platform};
+use crate::klog;
+use crate::ide::PiixIde;
 use crate::pci::Pci;
 use crate::pci::config::PortConfig;
 use crate::testbus::TestBus;
 use crate::uart::{COM1, COM2, Uart, UartWriter};
-use crate::klog;
 
 /// Everything a task may need. Shared as [`KernelRef`].
 pub struct Kernel {
@@ -33,11 +34,35 @@ pub struct Kernel {
     pub hang: Cell<bool>,
     /// Executor passes so far (`settle` waits for pollers to run).
     pub passes: Cell<u64>,
-    /// Bus work in flight (hot-plug handling); `settle` waits for zero.
-    pub bus_work: Cell<u32>,
+    /// Bus work in flight (hot-plug handling, media changes); `settle`
+    /// waits for zero.
+    pub bus_work: Rc<Cell<u32>>,
+    pub ide: Rc<crate::ide::IdeContext>,
+    /// References taken with `devref get`, by device path, so tests can hold
+    /// an object past its removal the way a driver would.
+    pub held_refs: RefCell<Vec<(String, crate::base::DeviceId)>>,
 }
 
 pub type KernelRef = Rc<Kernel>;
+
+/// Marks bus work in flight while alive (a hot-plug event being handled, a
+/// media change), so `settle` waits for it.
+pub struct BusWork {
+    counter: Rc<Cell<u32>>,
+}
+
+impl BusWork {
+    pub fn start(counter: &Rc<Cell<u32>>) -> Self {
+        counter.set(counter.get() + 1);
+        BusWork { counter: Rc::clone(counter) }
+    }
+}
+
+impl Drop for BusWork {
+    fn drop(&mut self) {
+        self.counter.set(self.counter.get() - 1);
+    }
+}
 
 impl Kernel {
     /// Queue a reply, after every kernel event that happened before it, so
@@ -80,11 +105,14 @@ impl System {
 
         let core = Core::new_shared();
         let executor = Executor::new();
-        let (testbus, pci) = {
+        let bus_work = Rc::new(Cell::new(0));
+        let (testbus, pci, ide) = {
             let mut c = core.borrow_mut();
             let testbus = TestBus::init(&mut c);
             let pci = Pci::init(&mut c, &PortConfig::new(platform));
-            (testbus, pci)
+            let ide =
+                PiixIde::register(&mut c, &core, platform, executor.spawner(), Rc::clone(&bus_work), pci.bus);
+            (testbus, pci, ide)
         };
         klog!(platform, "pci: {:?} chipset, {} devices registered", pci.chipset, core.borrow().totals().registered);
         let kernel = Rc::new(Kernel {
@@ -97,7 +125,9 @@ impl System {
             poweroff: Cell::new(false),
             hang: Cell::new(cmdline.flag("selftest.hang")),
             passes: Cell::new(0),
-            bus_work: Cell::new(0),
+            bus_work,
+            ide,
+            held_refs: RefCell::new(Vec::new()),
         });
         crate::pci::hotplug::start(&kernel);
         System { kernel, executor, input: LineAssembler::default(), control }

@@ -107,7 +107,8 @@ pub struct TestBus {
 impl TestBus {
     pub fn init(core: &mut Core) -> TestBus {
         let bus = core.bus_register(BUS_NAME);
-        let root = core.device_register(BUS_NAME, None, None, Box::new(TestRoot)).expect("testbus root registers at boot");
+        let root =
+            core.device_register(BUS_NAME, None, None, Box::new(TestRoot)).expect("testbus root registers at boot");
         core.driver_register(bus, Rc::new(TestDriver));
         TestBus { bus, root }
     }
@@ -133,5 +134,9 @@ impl TestBus {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) && name != "." && name != ".."
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && name != "."
+        && name != ".."
 }

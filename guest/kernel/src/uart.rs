@@ -53,11 +53,7 @@ impl Uart {
     }
 
     pub fn read_byte(&self, p: &dyn Platform) -> Option<u8> {
-        if p.inb(self.base + LSR) & LSR_DATA_READY != 0 {
-            Some(p.inb(self.base + RBR_THR))
-        } else {
-            None
-        }
+        if p.inb(self.base + LSR) & LSR_DATA_READY != 0 { Some(p.inb(self.base + RBR_THR)) } else { None }
     }
 }
 

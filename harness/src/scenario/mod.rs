@@ -7,6 +7,7 @@
 //! changes), the matrix compares them with the same files.
 
 pub mod boot;
+pub mod ide;
 pub mod model;
 pub mod pci;
 
@@ -42,6 +43,8 @@ pub struct Scenario {
 }
 
 const ALL_PROFILES: &[&str] = &["pc", "q35"];
+/// q35 has only AHCI, and there is no AHCI driver.
+const IDE_PROFILES: &[&str] = &["pc"];
 
 pub fn all() -> Vec<Scenario> {
     vec![
@@ -104,6 +107,54 @@ pub fn all() -> Vec<Scenario> {
             summary: "QEMU's refusals carry its text and leave the VM usable",
             profiles: ALL_PROFILES,
             run: |vm| Box::pin(pci::refusals(vm)),
+        },
+        Scenario {
+            name: "ide-disk",
+            summary: "the disk's capacity, MBR signature and partitions match the image recipe",
+            profiles: IDE_PROFILES,
+            run: |vm| Box::pin(ide::disk_matches_recipe(vm)),
+        },
+        Scenario {
+            name: "ide-media",
+            summary: "insert, change and eject a CD; query-block and the guest agree after every step",
+            profiles: IDE_PROFILES,
+            run: |vm| Box::pin(ide::media_insert_change_eject(vm)),
+        },
+        Scenario {
+            name: "ide-stale-capacity",
+            summary: "a read held on the old medium's capacity across a change: old value, then ENODEV",
+            profiles: IDE_PROFILES,
+            run: |vm| Box::pin(ide::stale_capacity_across_change(vm)),
+        },
+        Scenario {
+            name: "ide-medium-waits-release",
+            summary: "a reference held on the old medium delays the new one until release",
+            profiles: IDE_PROFILES,
+            run: |vm| Box::pin(ide::new_medium_waits_for_release(vm)),
+        },
+        Scenario {
+            name: "ide-fifty-changes",
+            summary: "50 media changes end at the stats baseline",
+            profiles: IDE_PROFILES,
+            run: |vm| Box::pin(ide::fifty_changes(vm)),
+        },
+        Scenario {
+            name: "ide-refusals",
+            summary: "device_add/device_del on IDE is refused with QEMU's text; the VM carries on",
+            profiles: IDE_PROFILES,
+            run: |vm| Box::pin(ide::refusals(vm)),
+        },
+        Scenario {
+            name: "ide-locked-tray",
+            summary: "a tray locked by the guest refuses eject; force works",
+            profiles: IDE_PROFILES,
+            run: |vm| Box::pin(ide::locked_tray(vm)),
+        },
+        Scenario {
+            name: "ide-rebind-busy",
+            summary: "rebinding piix-ide while an old drive is referenced is EBUSY, then works after release",
+            profiles: IDE_PROFILES,
+            run: |vm| Box::pin(ide::rebind_waits_for_release(vm)),
         },
     ]
 }

@@ -95,9 +95,12 @@ impl Core {
 
     fn managed_child(&self, dev: DeviceId) -> Option<DeviceId> {
         let drv = self.device(dev).driver?;
-        self.device(dev).children.iter().rev().copied().find(|c| {
-            self.device(*c).managed_by == Some(drv) && self.device(*c).state == DeviceState::Registered
-        })
+        self.device(dev)
+            .children
+            .iter()
+            .rev()
+            .copied()
+            .find(|c| self.device(*c).managed_by == Some(drv) && self.device(*c).state == DeviceState::Registered)
     }
 
     fn managed_children_dying(&self, dev: DeviceId) -> bool {

@@ -168,10 +168,10 @@ impl Core {
             return Err(Errno::EINVAL);
         }
         let parent = self.device(dev).parent;
-        if let Some(p) = parent {
-            if self.device(p).state != DeviceState::Registered {
-                return Err(Errno::ENODEV);
-            }
+        if let Some(p) = parent
+            && self.device(p).state != DeviceState::Registered
+        {
+            return Err(Errno::ENODEV);
         }
         self.check_name_free(dev)?;
         if let Some(bus) = self.device(dev).bus {
@@ -334,12 +334,7 @@ impl Core {
 
     /// Registered children, oldest first. The returned ids are not retained.
     pub fn children(&self, dev: DeviceId) -> Vec<DeviceId> {
-        self.device(dev)
-            .children
-            .iter()
-            .copied()
-            .filter(|c| self.device(*c).state == DeviceState::Registered)
-            .collect()
+        self.device(dev).children.iter().copied().filter(|c| self.device(*c).state == DeviceState::Registered).collect()
     }
 
     /// Find a registered child by name. Dying children are refused: after
@@ -536,7 +531,7 @@ pub fn device_unregister(core: &CoreRef, dev: DeviceId) -> LocalFuture<'_, Resul
 
 impl Core {
     /// Every device object ever created, released ones included.
-    pub(crate) fn device_ids(&self) -> impl Iterator<Item = DeviceId> + '_ {
+    pub fn device_ids(&self) -> impl Iterator<Item = DeviceId> + '_ {
         (0..self.devices.len() as u32).map(DeviceId)
     }
 }

@@ -60,10 +60,10 @@ impl Core {
         self.seqnum += 1;
         let mut env = Vec::new();
         env.push(("SUBSYSTEM", String::from(self.bus_name(bus))));
-        if let Some(drv) = self.device(dev).driver {
-            if matches!(action, UeventAction::Bind | UeventAction::Unbind | UeventAction::Change | UeventAction::Add) {
-                env.push(("DRIVER", String::from(self.driver_name(drv))));
-            }
+        if let Some(drv) = self.device(dev).driver
+            && matches!(action, UeventAction::Bind | UeventAction::Unbind | UeventAction::Change | UeventAction::Add)
+        {
+            env.push(("DRIVER", String::from(self.driver_name(drv))));
         }
         if let Some(data) = self.device(dev).data.as_ref() {
             data.uevent_env(&mut env);

@@ -46,7 +46,11 @@ impl Request {
 pub enum Incoming {
     Request(Request),
     /// A line that cannot be served; answer it with this error.
-    Invalid { tag: String, errno: Errno, text: String },
+    Invalid {
+        tag: String,
+        errno: Errno,
+        text: String,
+    },
 }
 
 /// Splits the byte stream into request lines, bounded to [`MAX_LINE`].

@@ -18,10 +18,14 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 pub const FEATURES: &[&str] = &[
     "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind", "testdev",
-    "selftest", "poweroff",
+    "selftest", "poweroff", "devref", "ide", "pci-hotplug",
 ];
 
 type Reply = Result<Vec<u8>, (Errno, String)>;
+
+/// Executor passes `settle` waits: more than the slowest poller's period
+/// (the CD media poll runs every 8 passes).
+const SETTLE_PASSES: u64 = 20;
 
 fn fail<T>(errno: Errno, text: impl Into<String>) -> Result<T, (Errno, String)> {
     Err((errno, text.into()))
@@ -37,7 +41,7 @@ fn with_context(errno: Errno, what: &str) -> (Errno, String) {
         Errno::EISDIR => format!("not an attribute: {what}"),
         Errno::ENOTDIR => format!("not a directory: {what}"),
         Errno::EACCES => format!("not writable: {what}"),
-        _ => format!("{what}"),
+        _ => String::from(what),
     };
     (errno, text)
 }
@@ -92,10 +96,10 @@ async fn serve(k: &KernelRef, req: &Request) -> Reply {
         }
         "settle" => {
             arg_count(req, 0, 0, "settle")?;
-            // Two full passes: every bus poller has looked at its hardware at
-            // least once since the request came in, and nothing is in flight.
+            // Enough passes that every bus poller has looked at its hardware
+            // at least once since the request came in, and nothing in flight.
             let start = k.passes.get();
-            wait_until(|| k.passes.get() >= start + 2 && k.bus_work.get() == 0).await;
+            wait_until(|| k.passes.get() >= start + SETTLE_PASSES && k.bus_work.get() == 0).await;
             Ok(Vec::new())
         }
         "open" => {
@@ -150,6 +154,18 @@ async fn serve(k: &KernelRef, req: &Request) -> Reply {
             Ok(Vec::new())
         }
         "testdev" => testdev(k, req).await,
+        "devref" => devref(k, req),
+        "ide" => {
+            let args = req.args();
+            match (args.first().copied(), args.get(2).copied()) {
+                (Some("lock"), Some(state @ ("on" | "off"))) if args.len() == 3 => {
+                    crate::ide::set_lock(&k.ide, &mut k.core.borrow_mut(), args[1], state == "on")
+                        .map_err(|e| with_context(e, args[1]))?;
+                    Ok(Vec::new())
+                }
+                _ => fail(Errno::EINVAL, "usage: ide lock <drive> on|off"),
+            }
+        }
         "selftest" => selftest(k, req),
         "poweroff" => {
             arg_count(req, 0, 0, "poweroff")?;
@@ -178,6 +194,40 @@ async fn testdev(k: &KernelRef, req: &Request) -> Reply {
     }
 }
 
+/// `devref get <devpath>` takes a reference on a registered device and
+/// keeps it; `devref put <devpath>` drops one taken that way. This is how a
+/// test holds an object past its removal (as a driver holding
+/// `pci_dev_get` would) to see that its slot is not reused before release.
+fn devref(k: &KernelRef, req: &Request) -> Reply {
+    let args = req.args();
+    let (Some(op), Some(path), 2) = (args.first().copied(), args.get(1).copied(), args.len()) else {
+        return fail(Errno::EINVAL, "usage: devref get|put <devpath>");
+    };
+    let path = path.trim_matches('/');
+    let mut core = k.core.borrow_mut();
+    match op {
+        "get" => {
+            let dev = core
+                .device_ids()
+                .find(|d| core.state(*d) == crate::base::DeviceState::Registered && core.device_path(*d) == path)
+                .ok_or_else(|| with_context(Errno::ENOENT, path))?;
+            core.get(dev);
+            k.held_refs.borrow_mut().push((String::from(path), dev));
+            Ok(Vec::new())
+        }
+        "put" => {
+            let mut held = k.held_refs.borrow_mut();
+            let i = held.iter().position(|(p, _)| p == path).ok_or_else(|| {
+                (Errno::EINVAL, format!("no reference on {path} was taken with devref get"))
+            })?;
+            let (_, dev) = held.remove(i);
+            core.put(dev);
+            Ok(Vec::new())
+        }
+        _ => fail(Errno::EINVAL, "usage: devref get|put <devpath>"),
+    }
+}
+
 /// Deliberate failures, so the harness's handling of each is testable
 /// against the real guest:
 /// - `selftest panic <text>`: a Rust panic;
@@ -194,7 +244,8 @@ fn selftest(k: &KernelRef, req: &Request) -> Reply {
         }
         Some("put") if args.len() == 2 => {
             let mut core = k.core.borrow_mut();
-            let dev = core.bus_find_device(k.testbus.bus, args[1]).ok_or_else(|| with_context(Errno::ENOENT, args[1]))?;
+            let dev =
+                core.bus_find_device(k.testbus.bus, args[1]).ok_or_else(|| with_context(Errno::ENOENT, args[1]))?;
             core.put(dev);
             Ok(Vec::new())
         }

@@ -244,10 +244,10 @@ impl Driverfs {
         for child in children {
             self.unlink(child);
         }
-        if let Some(p) = parent.and_then(|p| self.node_mut(p)) {
-            if p.children.get(&name) == Some(&node) {
-                p.children.remove(&name);
-            }
+        if let Some(p) = parent.and_then(|p| self.node_mut(p))
+            && p.children.get(&name) == Some(&node)
+        {
+            p.children.remove(&name);
         }
         self.maybe_free(node);
     }
@@ -440,11 +440,7 @@ impl Driverfs {
     /// Children of a directory in bytewise order, active ones only.
     pub(crate) fn active_children(&self, dir: NodeId) -> Vec<(String, NodeId)> {
         let Some(n) = self.node(dir) else { return Vec::new() };
-        n.children
-            .iter()
-            .filter(|(_, id)| self.is_active_node(**id))
-            .map(|(name, id)| (name.clone(), *id))
-            .collect()
+        n.children.iter().filter(|(_, id)| self.is_active_node(**id)).map(|(name, id)| (name.clone(), *id)).collect()
     }
 
     pub(crate) fn node_name(&self, node: NodeId) -> &str {

@@ -81,8 +81,13 @@ impl PciFunction {
     }
 }
 
-const PCI_ATTRIBUTES: [Attribute; 5] =
-    [Attribute::ro("vendor"), Attribute::ro("device"), Attribute::ro("class"), Attribute::ro("irq"), Attribute::ro("resource")];
+const PCI_ATTRIBUTES: [Attribute; 5] = [
+    Attribute::ro("vendor"),
+    Attribute::ro("device"),
+    Attribute::ro("class"),
+    Attribute::ro("irq"),
+    Attribute::ro("resource"),
+];
 
 impl DeviceData for PciFunction {
     fn description(&self) -> String {

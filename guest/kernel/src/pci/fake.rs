@@ -33,10 +33,18 @@ impl Segment {
 pub enum FakeBar {
     /// An I/O BAR decoding 16 address bits (the upper half reads 0, which
     /// the kernel's sizing must tolerate).
-    Io { size: u32 },
-    Mem32 { size: u32, prefetchable: bool },
+    Io {
+        size: u32,
+    },
+    Mem32 {
+        size: u32,
+        prefetchable: bool,
+    },
     /// Takes this BAR and the next one.
-    Mem64 { size: u64, prefetchable: bool },
+    Mem64 {
+        size: u64,
+        prefetchable: bool,
+    },
 }
 
 /// One function's configuration space.

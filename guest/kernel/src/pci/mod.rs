@@ -55,7 +55,8 @@ impl Pci {
     /// every function reachable from bus 0, depth first.
     pub fn init(core: &mut Core, cfg: &dyn ConfigSpace) -> Pci {
         let bus = core.bus_register(BUS_NAME);
-        let root = core.device_register("pci0", None, None, Box::new(PciRoot { number: 0 })).expect("pci0 registers at boot");
+        let root =
+            core.device_register("pci0", None, None, Box::new(PciRoot { number: 0 })).expect("pci0 registers at boot");
         let host = Bdf::new(0, 0, 0);
         let chipset = Chipset::detect(cfg.read16(host, reg::VENDOR), cfg.read16(host, reg::DEVICE));
         irq::route_pirqs(cfg, chipset);
@@ -109,7 +110,13 @@ impl Pci {
         added
     }
 
-    fn add_function(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bdf: Bdf, parent: DeviceId) -> Result<DeviceId, Errno> {
+    fn add_function(
+        &mut self,
+        core: &mut Core,
+        cfg: &dyn ConfigSpace,
+        bdf: Bdf,
+        parent: DeviceId,
+    ) -> Result<DeviceId, Errno> {
         let header_type = cfg.read8(bdf, reg::HEADER_TYPE);
         let class_rev = cfg.read32(bdf, reg::CLASS_REV);
         let irq_pin = cfg.read8(bdf, reg::INTERRUPT_PIN);
@@ -119,7 +126,8 @@ impl Pci {
         };
         let vendor = cfg.read16(bdf, reg::VENDOR);
         let device = cfg.read16(bdf, reg::DEVICE);
-        let irq_line = irq::fixed_irq(vendor, device).or_else(|| irq::irq_for(self.chipset, path, irq_pin)).unwrap_or(0);
+        let irq_line =
+            irq::fixed_irq(vendor, device).or_else(|| irq::irq_for(self.chipset, path, irq_pin)).unwrap_or(0);
         if irq_pin != 0 {
             cfg.write8(bdf, reg::INTERRUPT_LINE, irq_line);
         }
@@ -208,13 +216,18 @@ impl Pci {
                 }
             }
         }
-        if let Some(secondary) = function.secondary {
-            // Functions below the bridge went with it (the tree removes
-            // children first); their resources lived in its window.
-            self.functions.retain(|bdf, _| bdf.bus != secondary);
-            self.windows.remove(&secondary);
-            self.bus_paths.remove(&secondary);
-            self.bus_parents.remove(&secondary);
+        // Functions below the bridge went with it (the tree removes children
+        // first); their resources lived in its window. That holds for every
+        // bus below, not just the first: follow bridges on those buses down.
+        let mut gone: Vec<u8> = function.secondary.into_iter().collect();
+        while let Some(bus) = gone.pop() {
+            let on_this_bus: Vec<DeviceId> =
+                self.functions.iter().filter(|(bdf, _)| bdf.bus == bus).map(|(_, dev)| *dev).collect();
+            gone.extend(self.bus_parents.iter().filter(|(_, parent)| on_this_bus.contains(parent)).map(|(b, _)| *b));
+            self.functions.retain(|bdf, _| bdf.bus != bus);
+            self.windows.remove(&bus);
+            self.bus_paths.remove(&bus);
+            self.bus_parents.remove(&bus);
         }
     }
 }

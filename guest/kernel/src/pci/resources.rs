@@ -158,7 +158,13 @@ fn probe_rom(cfg: &dyn ConfigSpace, bdf: Bdf, offset: u8) -> Option<Bar> {
     cfg.write32(bdf, offset, ROM_ADDRESS_MASK);
     let probed = cfg.read32(bdf, offset) & ROM_ADDRESS_MASK;
     cfg.write32(bdf, offset, original);
-    (probed != 0).then(|| Bar { index: 6, kind: BarKind::Rom, prefetchable: false, size: u64::from(!probed) + 1, base: None })
+    (probed != 0).then(|| Bar {
+        index: 6,
+        kind: BarKind::Rom,
+        prefetchable: false,
+        size: u64::from(!probed) + 1,
+        base: None,
+    })
 }
 
 const ROM_ADDRESS_MASK: u32 = 0xffff_f800;
@@ -227,7 +233,8 @@ pub fn assign_bridge_windows(cfg: &dyn ConfigSpace, bdf: Bdf, parent: &mut Windo
     // when it does not.
     cfg.write8(bdf, reg::IO_BASE, 0xf0);
     let io_supported = cfg.read8(bdf, reg::IO_BASE) & 0xf0 != 0;
-    let io = if io_supported { parent.io.as_mut().and_then(|a| a.alloc(BRIDGE_IO_WINDOW, BRIDGE_IO_WINDOW)) } else { None };
+    let io =
+        if io_supported { parent.io.as_mut().and_then(|a| a.alloc(BRIDGE_IO_WINDOW, BRIDGE_IO_WINDOW)) } else { None };
     let mem = parent.mem.alloc(BRIDGE_MEM_WINDOW, BRIDGE_MEM_WINDOW);
 
     match io {

@@ -269,7 +269,8 @@ fn e_after_del_starts_nothing_finds_or_binds_the_device() {
     assert_eq!(fx.open("bus/testbus/devices/p1/name"), Err(Errno::ENOENT));
 
     // driver_attach: a new driver is offered every unbound device on the bus.
-    let drv = fx.core.borrow_mut().driver_register(fx.tb.bus, Rc::new(ProbeDriver { name: "probedrv", log: log.clone() }));
+    let drv =
+        fx.core.borrow_mut().driver_register(fx.tb.bus, Rc::new(ProbeDriver { name: "probedrv", log: log.clone() }));
     assert_eq!(fx.core.borrow().driver(parent), None, "driver_attach must skip a dying device");
     let bind = dd::bind(&mut fx.core.borrow_mut(), fx.tb.bus, parent, drv);
     assert_eq!(bind, Err(Errno::ENODEV));

@@ -96,7 +96,10 @@ impl Fixture {
     pub fn add_probe(&self, name: &str, parent: Option<DeviceId>, log: &Log) -> DeviceId {
         let parent = parent.unwrap_or(self.tb.root);
         let probe = ProbeDevice { label: String::from(name), log: log.clone() };
-        self.core.borrow_mut().device_register(name, Some(parent), Some(self.tb.bus), Box::new(probe)).expect("probe registers")
+        self.core
+            .borrow_mut()
+            .device_register(name, Some(parent), Some(self.tb.bus), Box::new(probe))
+            .expect("probe registers")
     }
 
     pub fn open(&self, path: &str) -> Result<u32, Errno> {

@@ -18,12 +18,12 @@ use alloc::collections::BTreeSet;
 use alloc::rc::Rc;
 use core::cell::RefCell;
 
-use super::{BusWork, add_slot, bits, remove_slot};
+use super::{add_slot, bits, remove_slot};
 use crate::executor::yield_now;
 use crate::hw::Platform;
 use crate::klog;
 use crate::pci::irq::Chipset;
-use crate::system::KernelRef;
+use crate::system::{BusWork, KernelRef};
 
 const PCI_UP: u16 = 0xae00;
 const PCI_DOWN: u16 = 0xae04;
@@ -62,7 +62,7 @@ impl AcpiHotplug {
                 }
                 klog!(p, "pci: unplug request for slot {slot}");
                 let (k, removing) = (k.clone(), Rc::clone(&self.removing));
-                let work = BusWork::start(&k);
+                let work = BusWork::start(&k.bus_work);
                 k.spawner.clone().spawn(async move {
                     let _work = work;
                     remove_slot(&k, 0, slot).await;

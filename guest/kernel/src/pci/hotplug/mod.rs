@@ -47,24 +47,6 @@ pub async fn remove_slot(k: &KernelRef, bus: u8, slot: u8) {
     }
 }
 
-/// Marks bus work in flight while alive, so `settle` waits for it.
-pub struct BusWork {
-    k: KernelRef,
-}
-
-impl BusWork {
-    pub fn start(k: &KernelRef) -> Self {
-        k.bus_work.set(k.bus_work.get() + 1);
-        BusWork { k: k.clone() }
-    }
-}
-
-impl Drop for BusWork {
-    fn drop(&mut self) {
-        self.k.bus_work.set(self.k.bus_work.get() - 1);
-    }
-}
-
 /// Start the poller of every hot-plug controller the machine has.
 pub fn start(k: &KernelRef) {
     let chipset = k.pci.borrow().chipset;

@@ -18,11 +18,11 @@ use alloc::format;
 use alloc::rc::Rc;
 use core::cell::Cell;
 
-use super::{BusWork, add_slot, remove_slot};
+use super::{add_slot, remove_slot};
 use crate::executor::yield_now;
 use crate::klog;
 use crate::pci::config::{Bdf, ConfigSpace, PortConfig, find_capability};
-use crate::system::KernelRef;
+use crate::system::{BusWork, KernelRef};
 
 const CAP_ID_PCIE: u8 = 0x10;
 /// Offsets inside the PCIe capability.
@@ -108,8 +108,9 @@ impl Slot {
 
     fn spawn_removal(&self, k: &KernelRef, eject: bool) {
         self.removing.set(true);
-        let work = BusWork::start(k);
-        let (k2, removing, bridge, cap, secondary) = (k.clone(), Rc::clone(&self.removing), self.bridge, self.cap, self.secondary);
+        let work = BusWork::start(&k.bus_work);
+        let (k2, removing, bridge, cap, secondary) =
+            (k.clone(), Rc::clone(&self.removing), self.bridge, self.cap, self.secondary);
         k.spawner.spawn(async move {
             let _work = work;
             remove_slot(&k2, secondary, 0).await;

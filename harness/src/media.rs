@@ -1,0 +1,148 @@
+//! Removable media on IDE CD drives, through QMP, checked against the guest.
+//!
+//! Each operation waits for QEMU's DEVICE_TRAY_MOVED and for the guest's
+//! `change` uevent on the drive (with the MEDIA_PRESENT it must report).
+//! [`Vm::check_media`] compares QEMU's `query-block` with what the guest
+//! shows after every step.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+
+use crate::driverfs::Snapshot;
+use crate::qmp::QmpError;
+use crate::vm::Vm;
+
+/// A drive's state as QEMU's `query-block` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockState {
+    pub id: String,
+    pub tray_open: bool,
+    pub locked: bool,
+    /// Size in bytes of the inserted medium.
+    pub inserted: Option<u64>,
+}
+
+impl Vm {
+    /// `query-block`, read as JSON (robust to schema drift between QEMU
+    /// versions), one entry per device with a qdev id.
+    pub async fn query_block(&self) -> Result<Vec<BlockState>> {
+        let reply = self.qmp.execute_raw("query-block", json!({})).await?;
+        let Some(entries) = reply.as_array() else { bail!("query-block returned {reply}") };
+        let mut out = Vec::new();
+        for e in entries {
+            let Some(qdev) = e.get("qdev").and_then(Value::as_str) else { continue };
+            let id = qdev.trim_start_matches("/machine/peripheral/").split('/').next().unwrap_or(qdev).to_string();
+            let inserted = e
+                .get("inserted")
+                .map(|i| i.get("image").and_then(|img| img.get("virtual-size")).and_then(Value::as_u64).unwrap_or(0));
+            out.push(BlockState {
+                id,
+                tray_open: e.get("tray_open").and_then(Value::as_bool).unwrap_or(false),
+                locked: e.get("locked").and_then(Value::as_bool).unwrap_or(false),
+                inserted,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Insert or change the medium (`blockdev-change-medium`): the tray
+    /// opens and closes, the guest reports the new medium.
+    pub async fn change_media(&self, drive: &str, image: &Path) -> Result<()> {
+        let devpath = self.config.profile.ide_drive(drive)?.devpath;
+        let (ucursor, qcursor) = (self.control.uevent_cursor(), self.qmp.cursor());
+        self.qmp
+            .execute_raw(
+                "blockdev-change-medium",
+                json!({"id": drive, "filename": image.display().to_string(), "format": "raw", "read-only-mode": "read-only"}),
+            )
+            .await
+            .with_context(|| format!("blockdev-change-medium {drive} {}", image.display()))?;
+        self.wait_tray(qcursor, drive, false).await?;
+        self.wait_media_uevent(ucursor, devpath, true).await
+    }
+
+    /// `eject`; refused by QEMU (with its text) when the guest locked the
+    /// tray, unless `force`.
+    pub async fn eject(&self, drive: &str, force: bool) -> Result<()> {
+        let devpath = self.config.profile.ide_drive(drive)?.devpath;
+        let (ucursor, qcursor) = (self.control.uevent_cursor(), self.qmp.cursor());
+        self.eject_command(drive, force).await?;
+        self.wait_tray(qcursor, drive, true).await?;
+        self.wait_media_uevent(ucursor, devpath, false).await
+    }
+
+    /// Only the QMP `eject` command, for tests of its refusal.
+    pub async fn eject_command(&self, drive: &str, force: bool) -> Result<(), QmpError> {
+        self.qmp.execute_raw("eject", json!({"id": drive, "force": force})).await.map(drop)
+    }
+
+    async fn wait_tray(&self, from: usize, drive: &str, open: bool) -> Result<()> {
+        let what = format!("DEVICE_TRAY_MOVED {drive} tray-open={open}");
+        self.within(&what, self.config.timeouts.event, async {
+            self.qmp
+                .wait_event(from, |e| {
+                    e.name == "DEVICE_TRAY_MOVED"
+                        && e.str("id") == Some(drive)
+                        && e.data.get("tray-open").and_then(Value::as_bool) == Some(open)
+                })
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn wait_media_uevent(&self, from: usize, devpath: &str, present: bool) -> Result<()> {
+        let want = if present { "1" } else { "0" };
+        let what = format!("change {devpath} MEDIA_PRESENT={want}");
+        self.wait_uevent(from, &what, |u| {
+            u.action == "change" && u.devpath == devpath && u.get("MEDIA_PRESENT") == Some(want)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// QEMU's `query-block` and the guest agree on every CD drive of the
+    /// profile: tray, lock, medium present, and the medium's size.
+    pub async fn check_media(&mut self) -> Result<Snapshot> {
+        let snapshot = self.snapshot().await?;
+        let blocks = self.query_block().await?;
+        for drive in self.config.profile.ide.iter().filter(|d| d.cdrom) {
+            let qemu =
+                blocks.iter().find(|b| b.id == drive.id).with_context(|| format!("query-block lacks {}", drive.id))?;
+            let attr = |name: &str| snapshot.value(&format!("{}/{name}", drive.devpath)).map(str::to_string);
+            let flag = |name: &str| attr(name).as_deref() == Some("1");
+            let present = qemu.inserted.is_some() && !qemu.tray_open;
+            ensure!(
+                flag("media_present") == present,
+                "{}: guest media_present={:?}, QEMU {qemu:?}",
+                drive.id,
+                attr("media_present")
+            );
+            ensure!(
+                flag("tray_open") == qemu.tray_open,
+                "{}: guest tray_open={:?}, QEMU {qemu:?}",
+                drive.id,
+                attr("tray_open")
+            );
+            ensure!(flag("locked") == qemu.locked, "{}: guest locked={:?}, QEMU {qemu:?}", drive.id, attr("locked"));
+            let capacity = snapshot.value(&format!("{}/disc/capacity", drive.devpath));
+            match (present, qemu.inserted) {
+                (true, Some(bytes)) => {
+                    ensure!(
+                        capacity == Some((bytes / 512).to_string().as_str()),
+                        "{}: guest capacity {capacity:?}, QEMU {bytes} bytes",
+                        drive.id
+                    )
+                }
+                _ => ensure!(
+                    capacity.is_none(),
+                    "{}: the guest shows a disc ({capacity:?}) QEMU does not have",
+                    drive.id
+                ),
+            }
+        }
+        Ok(snapshot)
+    }
+}
