@@ -60,7 +60,73 @@ impl Vm {
             .await
             .with_context(|| format!("blockdev-change-medium {drive} {}", image.display()))?;
         self.wait_tray(qcursor, drive, false).await?;
-        self.wait_media_uevent(ucursor, devpath, true).await
+        self.wait_media_uevent(ucursor, devpath, true).await?;
+        self.forget_media_node(drive, None).await;
+        Ok(())
+    }
+
+    /// Insert a medium into an empty drive the long way: `blockdev-add` a
+    /// read-only node, `blockdev-open-tray` (unless open), `blockdev-insert-
+    /// medium`, `blockdev-close-tray`; each tray move is waited for, then the
+    /// guest's report of the new medium.
+    pub async fn insert_media(&self, drive: &str, image: &Path) -> Result<()> {
+        let devpath = self.config.profile.ide_drive(drive)?.devpath;
+        let state = self.block_state(drive).await?;
+        if state.inserted.is_some() {
+            bail!("{drive} already holds a medium: eject it first or use change_media");
+        }
+        if state.locked && !state.tray_open {
+            bail!("{drive}'s tray is locked by the guest: QEMU would only forward the open request");
+        }
+        let node = format!("{drive}-medium-{}", self.qmp.cursor());
+        self.qmp
+            .execute_raw(
+                "blockdev-add",
+                json!({"driver": "raw", "node-name": node, "read-only": true,
+                       "file": {"driver": "file", "filename": image.display().to_string(), "read-only": true}}),
+            )
+            .await
+            .with_context(|| format!("blockdev-add {}", image.display()))?;
+        let ucursor = self.control.uevent_cursor();
+        if !state.tray_open {
+            let qcursor = self.qmp.cursor();
+            self.qmp.execute_raw("blockdev-open-tray", json!({"id": drive})).await.context("blockdev-open-tray")?;
+            self.wait_tray(qcursor, drive, true).await?;
+        }
+        self.qmp
+            .execute_raw("blockdev-insert-medium", json!({"id": drive, "node-name": node}))
+            .await
+            .context("blockdev-insert-medium")?;
+        let qcursor = self.qmp.cursor();
+        self.qmp.execute_raw("blockdev-close-tray", json!({"id": drive})).await.context("blockdev-close-tray")?;
+        self.wait_tray(qcursor, drive, false).await?;
+        self.wait_media_uevent(ucursor, devpath, true).await?;
+        self.forget_media_node(drive, Some(node)).await;
+        Ok(())
+    }
+
+    /// Remember the node `insert_media` created for `drive` and delete the
+    /// one it replaces, which no device uses any more.
+    async fn forget_media_node(&self, drive: &str, new: Option<String>) {
+        let old = {
+            let mut nodes = self.media_nodes.lock().unwrap();
+            match new {
+                Some(n) => nodes.insert(drive.to_string(), n),
+                None => nodes.remove(drive),
+            }
+        };
+        if let Some(old) = old {
+            // Best effort: QEMU refuses while the node is still inserted.
+            let _ = self.qmp.execute_raw("blockdev-del", json!({"node-name": old})).await;
+        }
+    }
+
+    async fn block_state(&self, drive: &str) -> Result<BlockState> {
+        self.query_block()
+            .await?
+            .into_iter()
+            .find(|b| b.id == drive)
+            .with_context(|| format!("query-block lacks {drive}"))
     }
 
     /// `eject`; refused by QEMU (with its text) when the guest locked the
@@ -70,7 +136,9 @@ impl Vm {
         let (ucursor, qcursor) = (self.control.uevent_cursor(), self.qmp.cursor());
         self.eject_command(drive, force).await?;
         self.wait_tray(qcursor, drive, true).await?;
-        self.wait_media_uevent(ucursor, devpath, false).await
+        self.wait_media_uevent(ucursor, devpath, false).await?;
+        self.forget_media_node(drive, None).await;
+        Ok(())
     }
 
     /// Only the QMP `eject` command, for tests of its refusal.

@@ -106,6 +106,8 @@ pub struct Vm {
     /// Keeps the socket directory alive; removed on drop.
     _sockets: tempfile::TempDir,
     snapshots_taken: usize,
+    /// Block nodes `insert_media` created, by drive id.
+    pub(crate) media_nodes: Mutex<std::collections::HashMap<String, String>>,
     /// When `boot` started, for latency measurements.
     pub started: Instant,
     /// When the guest answered `hello`.
@@ -254,6 +256,7 @@ impl Vm {
             artifacts,
             _sockets: sockets,
             snapshots_taken: 0,
+            media_nodes: Mutex::new(std::collections::HashMap::new()),
             started,
             hello_at,
         })

@@ -44,3 +44,13 @@ async fn refusals_pc() -> Result<()> {
 async fn refusals_q35() -> Result<()> {
     common::scenario("q35", "pci-refusals").await
 }
+
+#[tokio::test]
+async fn bridge_and_controller_pc() -> Result<()> {
+    common::scenario("pc", "pci-bridge-controller").await
+}
+
+#[tokio::test]
+async fn bridge_and_controller_q35() -> Result<()> {
+    common::scenario("q35", "pci-bridge-controller").await
+}

@@ -13,8 +13,8 @@ use crate::control::{Incoming, LineAssembler, Outbox, verbs};
 use crate::errno::Errno;
 use crate::executor::{Executor, Spawner};
 use crate::hw::{ExitCode, Platform};
-use crate::klog;
 use crate::ide::PiixIde;
+use crate::klog;
 use crate::pci::Pci;
 use crate::pci::config::PortConfig;
 use crate::testbus::TestBus;
@@ -110,8 +110,7 @@ impl System {
             let mut c = core.borrow_mut();
             let testbus = TestBus::init(&mut c);
             let pci = Pci::init(&mut c, &PortConfig::new(platform));
-            let ide =
-                PiixIde::register(&mut c, &core, platform, executor.spawner(), Rc::clone(&bus_work), pci.bus);
+            let ide = PiixIde::register(&mut c, &core, platform, executor.spawner(), Rc::clone(&bus_work), pci.bus);
             (testbus, pci, ide)
         };
         klog!(platform, "pci: {:?} chipset, {} devices registered", pci.chipset, core.borrow().totals().registered);

@@ -37,12 +37,13 @@ pub async fn disk_matches_recipe(vm: &mut Vm) -> Result<Goldens> {
     Ok(goldens)
 }
 
-/// Insert a medium, change it, eject it; QEMU and the guest agree after
-/// every step.
+/// Insert a medium (tray path), change it (blockdev-change-medium), eject
+/// it, insert again into the open tray; QEMU and the guest agree after every
+/// step.
 pub async fn media_insert_change_eject(vm: &mut Vm) -> Result<Goldens> {
     let baseline = vm.stats().await?;
     let mut goldens = Goldens::new();
-    vm.change_media(CD, &image(&CD_ALPHA)).await?;
+    vm.insert_media(CD, &image(&CD_ALPHA)).await?;
     let inserted = vm.check_media().await?;
     ensure!(inserted.value(&format!("{CD_PATH}/disc/volume")) == Some(CD_ALPHA.volume), "volume id read from the CD");
     goldens.push("ide_media_inserted", inserted.subtree(CD_PATH).render());
@@ -52,6 +53,12 @@ pub async fn media_insert_change_eject(vm: &mut Vm) -> Result<Goldens> {
     goldens.push("ide_media_changed", changed.subtree(CD_PATH).render());
     vm.eject(CD, false).await?;
     goldens.push("ide_media_ejected", vm.check_media().await?.subtree(CD_PATH).render());
+    vm.insert_media(CD, &image(&CD_ALPHA)).await?;
+    ensure!(
+        vm.check_media().await?.subtree(CD_PATH).render() == goldens.0[0].1,
+        "re-inserting ALPHA must look like the first insert"
+    );
+    vm.eject(CD, false).await?;
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(goldens)
 }

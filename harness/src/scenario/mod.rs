@@ -109,6 +109,12 @@ pub fn all() -> Vec<Scenario> {
             run: |vm| Box::pin(pci::refusals(vm)),
         },
         Scenario {
+            name: "pci-bridge-controller",
+            summary: "a hot-added bridge and SCSI controller get the right class and resources",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(pci::bridge_and_controller(vm)),
+        },
+        Scenario {
             name: "ide-disk",
             summary: "the disk's capacity, MBR signature and partitions match the image recipe",
             profiles: IDE_PROFILES,

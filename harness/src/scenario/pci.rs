@@ -154,3 +154,38 @@ pub async fn refusals(vm: &mut Vm) -> Result<Goldens> {
     vm.checked_snapshot().await?;
     Ok(Goldens::new())
 }
+
+/// A hot-added bridge and a hot-added storage controller are registered
+/// with the right class, get resources (the bridge a bus number and
+/// windows), match query-pci, and go away cleanly.
+pub async fn bridge_and_controller(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let bridge = match vm.config.profile.name {
+        "q35" => Plug::new("pcie-pci-bridge", "bridge1"),
+        _ => Plug::new("pci-bridge", "bridge1").prop("chassis_nr", 1),
+    };
+    let plugged_bridge = vm.plug(&bridge.at(&slot(vm, 1)?)).await?;
+    let plugged_hba = vm.plug(&Plug::new("virtio-scsi-pci", "hba1").at(&slot(vm, 2)?)).await?;
+    let snapshot = vm.checked_snapshot().await?;
+    let class = |path: &str| snapshot.value(&format!("{path}/class")).map(str::to_string);
+    ensure!(
+        class(&plugged_bridge.devpath).as_deref() == Some("0x060400"),
+        "bridge class {:?}",
+        class(&plugged_bridge.devpath)
+    );
+    ensure!(
+        class(&plugged_hba.devpath).as_deref() == Some("0x010000"),
+        "SCSI controller class {:?}",
+        class(&plugged_hba.devpath)
+    );
+    let resource = snapshot.value(&format!("{}/resource", plugged_bridge.devpath)).unwrap_or_default();
+    ensure!(resource.contains("window mem 0x"), "the bridge has no memory window: {resource:?}");
+    let mut goldens = Goldens::new();
+    goldens.push("pci_bridge_and_controller", snapshot.subtree("root/pci0").render());
+    for id in ["hba1", "bridge1"] {
+        vm.unplug(id).await?;
+        vm.checked_snapshot().await?;
+    }
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(goldens)
+}

@@ -16,10 +16,10 @@ use crate::system::KernelRef;
 /// changes; new verbs are announced as features.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-pub const FEATURES: &[&str] = &[
-    "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind", "testdev",
-    "selftest", "poweroff", "devref", "ide", "pci-hotplug",
-];
+/// Announced by `hello`, space-separated: the verbs, plus `pci-hotplug`
+/// (the guest follows PCI hot-plug and ejects on request).
+pub const FEATURES: &str = "snapshot stats settle open read write close hold unhold bind unbind testdev selftest \
+                            poweroff devref ide pci-hotplug";
 
 type Reply = Result<Vec<u8>, (Errno, String)>;
 
@@ -79,7 +79,7 @@ async fn serve(k: &KernelRef, req: &Request) -> Reply {
             Ok(format!(
                 "protocol {PROTOCOL_VERSION}\nguest driverfs-guest {}\nfeatures {}\n",
                 env!("CARGO_PKG_VERSION"),
-                FEATURES.join(" ")
+                FEATURES
             )
             .into_bytes())
         }
@@ -217,9 +217,10 @@ fn devref(k: &KernelRef, req: &Request) -> Reply {
         }
         "put" => {
             let mut held = k.held_refs.borrow_mut();
-            let i = held.iter().position(|(p, _)| p == path).ok_or_else(|| {
-                (Errno::EINVAL, format!("no reference on {path} was taken with devref get"))
-            })?;
+            let i = held
+                .iter()
+                .position(|(p, _)| p == path)
+                .ok_or_else(|| (Errno::EINVAL, format!("no reference on {path} was taken with devref get")))?;
             let (_, dev) = held.remove(i);
             core.put(dev);
             Ok(Vec::new())

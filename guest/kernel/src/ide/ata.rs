@@ -62,10 +62,15 @@ pub enum AtaError {
     NoDevice,
     Timeout(&'static str),
     /// The device set ERR: the error register and status.
-    Aborted { error: u8, status: u8 },
+    Aborted {
+        error: u8,
+        status: u8,
+    },
     /// An ATAPI command ended in CHECK CONDITION; the sense key comes from
     /// the error register (its high nibble).
-    CheckCondition { sense_key: u8 },
+    CheckCondition {
+        sense_key: u8,
+    },
     /// The device offered more data than the command could take.
     Overrun,
 }

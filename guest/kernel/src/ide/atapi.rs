@@ -80,7 +80,10 @@ pub fn parse_media_event(data: &[u8]) -> Option<MediaStatus> {
 /// READ CAPACITY: (last LBA, block length).
 pub fn parse_capacity(data: &[u8]) -> Option<(u32, u32)> {
     (data.len() >= 8).then(|| {
-        (u32::from_be_bytes([data[0], data[1], data[2], data[3]]), u32::from_be_bytes([data[4], data[5], data[6], data[7]]))
+        (
+            u32::from_be_bytes([data[0], data[1], data[2], data[3]]),
+            u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+        )
     })
 }
 

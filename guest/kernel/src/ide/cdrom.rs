@@ -80,10 +80,8 @@ pub fn read_medium(p: &dyn Platform, channel: Channel, unit: u8) -> Medium {
         return Medium { tray_open: status.tray_open, locked, disc: None };
     };
     let sectors = (u64::from(last_lba) + 1) * u64::from(block_len) / 512;
-    let volume = channel
-        .packet(p, unit, &atapi::read10(16, 1), 2048)
-        .ok()
-        .and_then(|block| atapi::iso9660_volume_id(&block));
+    let volume =
+        channel.packet(p, unit, &atapi::read10(16, 1), 2048).ok().and_then(|block| atapi::iso9660_volume_id(&block));
     Medium { tray_open: status.tray_open, locked, disc: Some(DiscInfo { sectors, volume }) }
 }
 
@@ -140,7 +138,11 @@ async fn media_changed(ctx: &IdeContext, core: &CoreRef, drive: DeviceId, channe
     if let Some(old) = old {
         let _ = device_unregister(core, old).await;
         if core.borrow().state(old) != DeviceState::Released {
-            klog!(ctx.platform, "ide: old medium in {} still referenced; waiting for its release", core.borrow().device_path(drive));
+            klog!(
+                ctx.platform,
+                "ide: old medium in {} still referenced; waiting for its release",
+                core.borrow().device_path(drive)
+            );
         }
         wait_until(|| core.borrow().state(old) == DeviceState::Released).await;
     }

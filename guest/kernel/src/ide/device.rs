@@ -59,7 +59,12 @@ impl DeviceData for IdeDrive {
 
     fn attributes(&self) -> Vec<Attribute> {
         match self.media {
-            Media::Disk => vec![Attribute::ro("model"), Attribute::ro("media"), Attribute::ro("capacity"), Attribute::ro("signature")],
+            Media::Disk => vec![
+                Attribute::ro("model"),
+                Attribute::ro("media"),
+                Attribute::ro("capacity"),
+                Attribute::ro("signature"),
+            ],
             Media::Cdrom => vec![
                 Attribute::ro("model"),
                 Attribute::ro("media"),

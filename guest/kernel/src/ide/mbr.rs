@@ -29,7 +29,12 @@ pub fn parse(sector: &[u8; 512]) -> Option<Mbr> {
     let partitions = (0..4)
         .filter_map(|i| {
             let entry = 446 + 16 * i;
-            let p = Partition { number: i as u8 + 1, kind: sector[entry + 4], start: le32(entry + 8), sectors: le32(entry + 12) };
+            let p = Partition {
+                number: i as u8 + 1,
+                kind: sector[entry + 4],
+                start: le32(entry + 8),
+                sectors: le32(entry + 12),
+            };
             (p.kind != 0 && p.sectors != 0).then_some(p)
         })
         .collect();

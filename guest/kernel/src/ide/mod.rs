@@ -121,7 +121,12 @@ impl PiixIde {
                 };
                 let drive = core.device_register(&name, Some(channel_dev), Some(self.ctx.bus), Box::new(data)).ok()?;
                 for part in mbr.map(|m| m.partitions).unwrap_or_default() {
-                    let _ = core.device_register(&format!("part{}", part.number), Some(drive), None, Box::new(IdePartition(part)));
+                    let _ = core.device_register(
+                        &format!("part{}", part.number),
+                        Some(drive),
+                        None,
+                        Box::new(IdePartition(part)),
+                    );
                 }
                 drive
             }
@@ -167,7 +172,8 @@ impl Driver for PiixIde {
         }
         let mut slots = Slots::default();
         for index in 0..2u8 {
-            let channel = core.device_initialize(&format!("ide{index}"), Some(dev), None, Box::new(IdeChannel { index }));
+            let channel =
+                core.device_initialize(&format!("ide{index}"), Some(dev), None, Box::new(IdeChannel { index }));
             core.set_managed(channel);
             if let Err(e) = core.device_add(channel) {
                 core.put(channel);

@@ -95,9 +95,14 @@ pub fn root_window() -> Window {
     Window { io: Some(RangeAllocator::new(0xc000, 0xffff)), mem: RangeAllocator::new(0xc000_0000, 0xfebf_ffff) }
 }
 
-/// What each bridge gets from its parent: enough for any single function
-/// QEMU can hot-plug (edu's 1 MiB BAR is the largest here).
+/// What a bridge on the root bus gets: enough for any single function QEMU
+/// can hot-plug (edu's 1 MiB BAR is the largest here) or a bridge below.
 pub const BRIDGE_MEM_WINDOW: u64 = 4 << 20;
+/// What a bridge below another bridge gets: a quarter of its parent's, so
+/// its own BARs and its siblings still fit beside it.
+pub const NESTED_BRIDGE_MEM_WINDOW: u64 = 1 << 20;
+/// I/O windows have a 4 KiB granularity; one is the most a nested bridge can
+/// get from a parent that has one.
 pub const BRIDGE_IO_WINDOW: u64 = 4 << 10;
 
 /// Size the BARs of a function. Decoding is off while sizing, as the PCI
@@ -229,13 +234,14 @@ pub struct BridgeWindows {
 /// prefetchable window stays closed: prefetchable BARs below 4 GiB may live
 /// in the plain memory window), and return the child bus's window.
 pub fn assign_bridge_windows(cfg: &dyn ConfigSpace, bdf: Bdf, parent: &mut Window) -> (BridgeWindows, Window) {
+    let mem_size = if bdf.bus == 0 { BRIDGE_MEM_WINDOW } else { NESTED_BRIDGE_MEM_WINDOW };
     // Does the bridge forward I/O at all? The base register reads back 0
     // when it does not.
     cfg.write8(bdf, reg::IO_BASE, 0xf0);
     let io_supported = cfg.read8(bdf, reg::IO_BASE) & 0xf0 != 0;
     let io =
         if io_supported { parent.io.as_mut().and_then(|a| a.alloc(BRIDGE_IO_WINDOW, BRIDGE_IO_WINDOW)) } else { None };
-    let mem = parent.mem.alloc(BRIDGE_MEM_WINDOW, BRIDGE_MEM_WINDOW);
+    let mem = parent.mem.alloc(mem_size, mem_size);
 
     match io {
         Some(base) => {
@@ -252,7 +258,7 @@ pub fn assign_bridge_windows(cfg: &dyn ConfigSpace, bdf: Bdf, parent: &mut Windo
     cfg.write16(bdf, reg::IO_LIMIT_UPPER, 0);
     match mem {
         Some(base) => {
-            let limit = base + BRIDGE_MEM_WINDOW - 1;
+            let limit = base + mem_size - 1;
             cfg.write16(bdf, reg::MEMORY_BASE, ((base >> 16) & 0xfff0) as u16);
             cfg.write16(bdf, reg::MEMORY_LIMIT, ((limit >> 16) & 0xfff0) as u16);
         }
@@ -268,10 +274,8 @@ pub fn assign_bridge_windows(cfg: &dyn ConfigSpace, bdf: Bdf, parent: &mut Windo
     let command = cfg.read16(bdf, reg::COMMAND);
     cfg.write16(bdf, reg::COMMAND, command | reg::COMMAND_IO | reg::COMMAND_MEMORY | reg::COMMAND_MASTER);
 
-    let windows = BridgeWindows {
-        io: io.map(|b| (b, b + BRIDGE_IO_WINDOW - 1)),
-        mem: mem.map(|b| (b, b + BRIDGE_MEM_WINDOW - 1)),
-    };
+    let windows =
+        BridgeWindows { io: io.map(|b| (b, b + BRIDGE_IO_WINDOW - 1)), mem: mem.map(|b| (b, b + mem_size - 1)) };
     let child = Window {
         io: windows.io.map(|(b, l)| RangeAllocator::new(b, l)),
         // An empty allocator when the parent had no room: BARs stay unassigned.

@@ -172,7 +172,10 @@ fn held_read_and_draining_removal_reply_in_order_without_blocking_the_channel() 
     // pci0, its four functions, testbus and the two IDE channels of
     // piix-ide (no drives on this machine), plus t1 while it drains.
     assert!(stats.contains("live 9\nregistered 8\nreleased 0\nleaked 0\nbugs 0\nhandles 1\nactive 1\n"), "{stats}");
-    assert!(stats.contains("device root/pci0/00:01.1/ide1 state=registered refcount=1 active=0 generation=8\n"), "{stats}");
+    assert!(
+        stats.contains("device root/pci0/00:01.1/ide1 state=registered refcount=1 active=0 generation=8\n"),
+        "{stats}"
+    );
     assert!(stats.contains("device root/testbus/t1 state=dying refcount=1 active=1 generation=9\n"), "{stats}");
     for m in &messages {
         if let Message::Ok { payload, .. } = m {
