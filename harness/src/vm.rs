@@ -106,6 +106,7 @@ pub struct Vm {
     /// Keeps the socket directory alive; removed on drop.
     _sockets: tempfile::TempDir,
     snapshots_taken: usize,
+    qemu_pid: Option<u32>,
     /// Block nodes `insert_media` created, by drive id.
     pub(crate) media_nodes: Mutex<std::collections::HashMap<String, String>>,
     /// When `boot` started, for latency measurements.
@@ -129,9 +130,14 @@ impl Vm {
             Some(path) => path.clone(),
             None => crate::guest::kernel_image()?,
         };
-        images::ensure().context("building the disk and CD images")?;
+        ensure_images()?;
         let artifacts = if config.quiet { None } else { Some(Artifacts::create(&config.name)?) };
-        let sockets = tempfile::Builder::new().prefix("harness-").tempdir().context("creating the socket directory")?;
+        // Private: whoever can reach the sockets can drive the VM.
+        let sockets = tempfile::Builder::new()
+            .prefix("harness-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .context("creating the socket directory")?;
         let qmp_socket = sockets.path().join("qmp.sock");
         let control_socket = sockets.path().join("control.sock");
         let console_log = match &artifacts {
@@ -170,6 +176,7 @@ impl Vm {
         };
         command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = command.spawn().with_context(|| format!("starting {}", qemu_bin.display()))?;
+        let qemu_pid = child.id();
 
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(mut pipe) = child.stderr.take() {
@@ -256,10 +263,21 @@ impl Vm {
             artifacts,
             _sockets: sockets,
             snapshots_taken: 0,
+            qemu_pid,
             media_nodes: Mutex::new(std::collections::HashMap::new()),
             started,
             hello_at,
         })
+    }
+
+    /// QEMU's process id (with `setpriv`, QEMU replaced it by exec).
+    pub fn qemu_pid(&self) -> Option<u32> {
+        self.qemu_pid
+    }
+
+    /// The private 0700 directory holding the QMP and control sockets.
+    pub fn socket_dir(&self) -> &std::path::Path {
+        self._sockets.path()
     }
 
     /// How QEMU ended, if it has.
@@ -480,6 +498,15 @@ impl Vm {
     pub fn qemu_stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+}
+
+/// Build the disk and CD images once per process.
+fn ensure_images() -> Result<()> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| images::ensure().map(drop).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| anyhow!("building the disk and CD images in {}: {e}", images::dir().display()))
 }
 
 /// The waiting logic shared by boot (before a `Vm` exists) and `Vm::within`.

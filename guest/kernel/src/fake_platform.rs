@@ -8,6 +8,9 @@
 //!   the root bus: the test plugs a function into the [`FakePci`] and
 //!   raises UP, or raises DOWN to ask for an unplug; the guest's write to EJ
 //!   removes the slot's functions from the fake, as QEMU does.
+//! - QEMU's PIIX IDE legacy channels ([`ide`]): tests attach disks and CD
+//!   drives before boot and change, eject or force out media at run time
+//!   through [`FakePlatform::ide`].
 //! - `exit(code)` records the code and how much COM2 output existed at that
 //!   moment ([`FakePlatform::exited`]), then panics with `guest exit:
 //!   <code>`, which tests catch with `std::panic::catch_unwind` (the test
@@ -16,6 +19,10 @@
 //! `System::boot` wants a `&'static dyn Platform`: tests `Box::leak` one per
 //! test with [`FakePlatform::leak`]. Tests are single-threaded, so interior
 //! mutability is plain `Cell`/`RefCell`.
+
+mod ide;
+
+pub use ide::{CD_BLOCK, FakeDrive, FakeIde, MediaError, SECTOR};
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -86,6 +93,8 @@ struct AcpiHotplug {
 
 pub struct FakePlatform {
     pub pci: FakePci,
+    /// The IDE channels: empty unless a test attaches drives.
+    pub ide: FakeIde,
     com1: FakeUart,
     com2: FakeUart,
     config_address: Cell<u32>,
@@ -100,6 +109,7 @@ impl FakePlatform {
     pub fn new(pci: FakePci) -> Self {
         FakePlatform {
             pci,
+            ide: FakeIde::default(),
             com1: FakeUart::default(),
             com2: FakeUart::default(),
             config_address: Cell::new(0),
@@ -108,6 +118,12 @@ impl FakePlatform {
             relaxed: Cell::new(0),
             exited: Cell::new(None),
         }
+    }
+
+    /// Attach a drive before boot (see [`FakeIde::attach`]).
+    pub fn with_drive(self, channel: usize, unit: usize, drive: FakeDrive) -> Self {
+        self.ide.attach(channel, unit, drive);
+        self
     }
 
     /// A platform that lives as long as the test process, as `System::boot`
@@ -211,6 +227,7 @@ impl Platform for FakePlatform {
         }
         match port {
             CONFIG_DATA..=0xcff => self.config_target(port).map_or(0xff, |(bdf, reg)| self.pci.read8(bdf, reg)),
+            p if FakeIde::claims(p) => self.ide.inb(p),
             _ => 0xff,
         }
     }
@@ -220,6 +237,8 @@ impl Platform for FakePlatform {
             uart.outb(offset, value);
         } else if let (CONFIG_DATA..=0xcff, Some((bdf, reg))) = (port, self.config_target(port)) {
             self.pci.write8(bdf, reg, value);
+        } else if FakeIde::claims(port) {
+            self.ide.outb(port, value);
         }
     }
 
@@ -227,6 +246,7 @@ impl Platform for FakePlatform {
         match (port, self.config_target(port)) {
             (0xcfc | 0xcfe, Some((bdf, reg))) => self.pci.read16(bdf, reg),
             (GPE0_STS, _) => self.hotplug.gpe_status.get(),
+            (p, _) if FakeIde::claims(p) => self.ide.inw(p),
             _ => 0xffff,
         }
     }
@@ -236,6 +256,7 @@ impl Platform for FakePlatform {
             (0xcfc | 0xcfe, Some((bdf, reg))) => self.pci.write16(bdf, reg, value),
             // Write 1 to clear.
             (GPE0_STS, _) => self.hotplug.gpe_status.set(self.hotplug.gpe_status.get() & !value),
+            (p, _) if FakeIde::claims(p) => self.ide.outw(p, value),
             _ => {}
         }
     }

@@ -6,14 +6,19 @@
 //! - [`self_removal`]: a store() that unregisters its own device;
 //! - [`model`]: a property test over random operation sequences;
 //! - [`pci_enumeration`]: PCI on the emulated pc and q35 machines;
-//! - [`system`]: the whole guest on a fake platform, through COM2.
+//! - [`system`]: the whole guest on a fake platform, through COM2;
+//! - [`ide`]: IDE drives and CD media changes, through the whole guest;
+//! - [`pciehp`]: native PCIe hot-plug on q35 root ports, likewise
+//!   ([`machine`] is the control-protocol driver both use).
 //!
 //! Tests drive the core the way the guest does: async operations run as
 //! tasks on an [`Executor`], and tests run passes in between to choose the
 //! interleaving.
 
 mod binding;
+mod ide;
 mod lifetime_races;
+mod machine;
 mod model;
 mod pci_enumeration;
 mod self_removal;

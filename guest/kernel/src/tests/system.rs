@@ -15,7 +15,7 @@ use crate::system::System;
 
 /// One message on COM2.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Message {
+pub(super) enum Message {
     Ok {
         tag: String,
         payload: String,
@@ -32,7 +32,7 @@ enum Message {
 /// header line, a payload of exactly the announced length, or a `*` line.
 /// An asynchronous line inside a payload would show up as a wrong payload
 /// and a broken header after it.
-fn parse(out: &[u8]) -> Vec<Message> {
+pub(super) fn parse(out: &[u8]) -> Vec<Message> {
     let mut messages = Vec::new();
     let mut rest = out;
     while !rest.is_empty() {
