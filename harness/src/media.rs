@@ -51,7 +51,18 @@ impl Vm {
     /// opens and closes, the guest reports the new medium.
     pub async fn change_media(&self, drive: &str, image: &Path) -> Result<()> {
         let devpath = self.config.profile.ide_drive(drive)?.devpath;
-        let (ucursor, qcursor) = (self.control.uevent_cursor(), self.qmp.cursor());
+        let ucursor = self.control.uevent_cursor();
+        self.change_media_in_qemu(drive, image).await?;
+        self.wait_media_uevent(ucursor, devpath, true).await?;
+        self.forget_media_node(drive, None).await;
+        Ok(())
+    }
+
+    /// The QEMU half of [`Vm::change_media`]: `blockdev-change-medium`, then
+    /// the tray closing. The guest's report is not waited for, so tests can
+    /// look at the guest while it is still catching up.
+    pub async fn change_media_in_qemu(&self, drive: &str, image: &Path) -> Result<()> {
+        let qcursor = self.qmp.cursor();
         self.qmp
             .execute_raw(
                 "blockdev-change-medium",
@@ -59,10 +70,7 @@ impl Vm {
             )
             .await
             .with_context(|| format!("blockdev-change-medium {drive} {}", image.display()))?;
-        self.wait_tray(qcursor, drive, false).await?;
-        self.wait_media_uevent(ucursor, devpath, true).await?;
-        self.forget_media_node(drive, None).await;
-        Ok(())
+        self.wait_tray(qcursor, drive, false).await
     }
 
     /// Insert a medium into an empty drive the long way: `blockdev-add` a

@@ -77,20 +77,10 @@ pub async fn stale_capacity_across_change(vm: &mut Vm) -> Result<Goldens> {
     })
     .await?;
 
-    let (ucursor, qcursor) = (vm.control.uevent_cursor(), vm.qmp.cursor());
-    vm.qmp
-        .execute_raw(
-            "blockdev-change-medium",
-            serde_json::json!({"id": CD, "filename": image(&CD_BETA).display().to_string(), "format": "raw", "read-only-mode": "read-only"}),
-        )
-        .await?;
+    let ucursor = vm.control.uevent_cursor();
+    vm.change_media_in_qemu(CD, &image(&CD_BETA)).await?;
     // QEMU has the new medium; the guest's old disc is dying, held open by
     // the read in flight, and the new one cannot appear yet.
-    vm.within("DEVICE_TRAY_MOVED closing", vm.config.timeouts.event, async {
-        vm.qmp.wait_event(qcursor, |e| e.name == "DEVICE_TRAY_MOVED" && e.data["tray-open"] == false).await?;
-        Ok(())
-    })
-    .await?;
     vm.wait_stats("the old disc dying", |s| {
         s.devices.get(&format!("{CD_PATH}/disc")).is_some_and(|d| d.state == "dying")
     })
@@ -130,18 +120,8 @@ pub async fn new_medium_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
     let disc = format!("{CD_PATH}/disc");
     let generation = vm.stats().await?.devices[&disc].generation;
     vm.call(&format!("devref get {disc}")).await?;
-    let (ucursor, qcursor) = (vm.control.uevent_cursor(), vm.qmp.cursor());
-    vm.qmp
-        .execute_raw(
-            "blockdev-change-medium",
-            serde_json::json!({"id": CD, "filename": image(&CD_BETA).display().to_string(), "format": "raw", "read-only-mode": "read-only"}),
-        )
-        .await?;
-    vm.within("DEVICE_TRAY_MOVED closing", vm.config.timeouts.event, async {
-        vm.qmp.wait_event(qcursor, |e| e.name == "DEVICE_TRAY_MOVED" && e.data["tray-open"] == false).await?;
-        Ok(())
-    })
-    .await?;
+    let ucursor = vm.control.uevent_cursor();
+    vm.change_media_in_qemu(CD, &image(&CD_BETA)).await?;
     let stats = vm
         .wait_stats("the old disc deleted but referenced", |s| {
             s.devices.get(&disc).is_some_and(|d| d.state == "deleted")
