@@ -89,6 +89,8 @@ pub enum Accel {
     #[default]
     Tcg,
     Kvm,
+    /// KVM if [`crate::vm::kvm_self_test`] passes on this host, else TCG.
+    Auto,
 }
 
 impl Accel {
@@ -96,27 +98,35 @@ impl Accel {
         match name {
             "tcg" => Ok(Accel::Tcg),
             "kvm" => Ok(Accel::Kvm),
-            other => bail!("unknown accelerator {other:?} (tcg or kvm)"),
+            "auto" => Ok(Accel::Auto),
+            other => bail!("unknown accelerator {other:?} (tcg, kvm or auto)"),
+        }
+    }
+
+    /// `$HARNESS_ACCEL`, else TCG.
+    pub fn from_env() -> Result<Accel> {
+        match std::env::var("HARNESS_ACCEL") {
+            Ok(name) => Accel::parse(&name),
+            Err(_) => Ok(Accel::Tcg),
         }
     }
 
     /// Refuse KVM where it cannot be real hardware virtualisation.
     pub fn check(self) -> Result<()> {
-        if self == Accel::Kvm {
-            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-            let hw = cpuinfo
-                .lines()
-                .filter(|l| l.starts_with("flags"))
-                .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-            if !hw {
-                bail!(
-                    "KVM asked for, but this CPU has no vmx/svm flag: /dev/kvm here is an emulated KVM that fails on \
-                     SSE and then hangs QEMU. Use the default TCG."
-                );
-            }
+        if self == Accel::Kvm && !cpu_has_virtualisation() {
+            bail!(
+                "KVM asked for, but this CPU has no vmx/svm flag: /dev/kvm here is an emulated KVM that fails on \
+                 SSE and then hangs QEMU. Use the default TCG (or --accel auto)."
+            );
         }
         Ok(())
     }
+}
+
+/// Does the CPU advertise hardware virtualisation (vmx or svm)?
+pub fn cpu_has_virtualisation() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo.lines().filter(|l| l.starts_with("flags")).any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
 }
 
 /// Everything needed to build a QEMU command line.
@@ -144,10 +154,8 @@ impl LaunchSpec<'_> {
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |a: &dyn AsRef<OsStr>| args.push(a.as_ref().to_os_string());
-        let accel = match self.accel {
-            Accel::Tcg => "tcg",
-            Accel::Kvm => "kvm",
-        };
+        // `Auto` is resolved before a command line is built.
+        let accel = if self.accel == Accel::Kvm { "kvm" } else { "tcg" };
         for a in ["-accel", accel, "-machine", self.machine, "-m", MEMORY, "-nodefaults", "-display", "none"] {
             push(&a);
         }

@@ -81,7 +81,7 @@ impl VmConfig {
             name: name.to_string(),
             timeouts: Timeouts::default(),
             firmware: Firmware::default(),
-            accel: Accel::default(),
+            accel: Accel::from_env()?,
             append: String::new(),
             extra_args: Vec::new(),
             qemu: None,
@@ -118,8 +118,11 @@ pub struct Vm {
 impl Vm {
     /// Start QEMU paused, connect QMP and the control channel, `cont`, and
     /// wait for the guest's `hello`.
-    pub async fn boot(config: VmConfig) -> Result<Vm> {
+    pub async fn boot(mut config: VmConfig) -> Result<Vm> {
         let started = Instant::now();
+        if config.accel == Accel::Auto {
+            config.accel = if kvm_self_test().await { Accel::Kvm } else { Accel::Tcg };
+        }
         config.accel.check()?;
         let qemu_bin = match &config.qemu {
             Some(path) if path.is_file() => path.clone(),
@@ -498,6 +501,37 @@ impl Vm {
     pub fn qemu_stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+}
+
+/// Is KVM usable here? Only if the CPU has vmx/svm and a guest boots under
+/// KVM, answers `hello` and a snapshot (decimal formatting: SSE, which the
+/// emulated KVM on the project's build machines cannot run) and powers off,
+/// all within a few seconds. Decided once per process.
+pub async fn kvm_self_test() -> bool {
+    static RESULT: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    *RESULT
+        .get_or_init(|| async {
+            if !qemu::cpu_has_virtualisation() || !std::path::Path::new("/dev/kvm").exists() {
+                return false;
+            }
+            let test = async {
+                let mut config = VmConfig::new("pc", "kvm-self-test")?;
+                config.accel = Accel::Kvm;
+                config.quiet = true;
+                config.timeouts = Timeouts {
+                    qemu_start: Duration::from_secs(3),
+                    boot: Duration::from_secs(3),
+                    request: Duration::from_secs(3),
+                    event: Duration::from_secs(3),
+                    shutdown: Duration::from_secs(3),
+                };
+                let mut vm = Box::pin(Vm::boot(config)).await?;
+                vm.snapshot().await?;
+                vm.shutdown().await
+            };
+            matches!(tokio::time::timeout(Duration::from_secs(10), test).await, Ok(Ok(())))
+        })
+        .await
 }
 
 /// Build the disk and CD images once per process.

@@ -55,9 +55,10 @@ enum Command {
         profile: String,
         #[arg(long, default_value = "qboot")]
         firmware: String,
-        /// tcg (default) or kvm (only where the CPU has vmx/svm).
-        #[arg(long, default_value = "tcg")]
-        accel: String,
+        /// tcg, kvm (only where the CPU has vmx/svm), or auto (KVM if a
+        /// self-test passes on this host). Default: $HARNESS_ACCEL, else tcg.
+        #[arg(long)]
+        accel: Option<String>,
         /// Kernel command line.
         #[arg(long, default_value = "")]
         append: String,
@@ -101,7 +102,9 @@ async fn dispatch(command: Command) -> Result<bool> {
         Command::Run { profile, firmware, accel, append, requests } => {
             let mut config = VmConfig::new(&profile, &format!("run-{profile}"))?;
             config.firmware = Firmware::parse(&firmware)?;
-            config.accel = Accel::parse(&accel)?;
+            if let Some(accel) = accel {
+                config.accel = Accel::parse(&accel)?;
+            }
             config.append = append;
             let mut vm = Vm::boot(config).await?;
             if requests.is_empty() {
