@@ -6,7 +6,9 @@
 //!   each firmware (qboot and SeaBIOS);
 //! - hotplug: `device_add` → the guest's `add` uevent, `device_del` →
 //!   DEVICE_DELETED and → the guest's `remove`, and plug+unplug cycles per
-//!   second, on one booted guest per profile.
+//!   second, on one booted guest per profile;
+//! - media: a CD medium change through QMP → the guest's `change` uevent
+//!   (profiles with an IDE CD).
 //!
 //! VMs run one at a time so they do not compete for the two cores.
 
@@ -79,7 +81,7 @@ pub struct Options {
     pub runs: usize,
     pub profiles: Vec<String>,
     pub firmwares: Vec<Firmware>,
-    /// Which groups to run: `boot`, `hotplug`.
+    /// Which groups to run: `boot`, `hotplug`, `media` (all when empty).
     pub only: Vec<String>,
 }
 
@@ -133,6 +135,27 @@ pub async fn hotplug_latency(profile: &str, runs: usize) -> Result<Vec<Measureme
     ])
 }
 
+/// `blockdev-change-medium` issued → the guest's `change` uevent for the new
+/// medium (tray open and close, sense sequence, capacity and volume read).
+pub async fn media_latency(profile: &str, runs: usize) -> Result<Vec<Measurement>> {
+    let mut config = VmConfig::new(profile, &format!("bench-media-{profile}"))?;
+    config.quiet = true;
+    let vm = Vm::boot(config).await?;
+    let Some(drive) = vm.config.profile.ide.iter().find(|d| d.cdrom).map(|d| d.id) else {
+        vm.shutdown().await?;
+        return Ok(Vec::new());
+    };
+    let mut samples = Vec::new();
+    for i in 0..runs {
+        let recipe = if i % 2 == 0 { &images::CD_ALPHA } else { &images::CD_BETA };
+        let start = std::time::Instant::now();
+        vm.change_media(drive, &images::path(recipe.file)).await?;
+        samples.push(start.elapsed());
+    }
+    vm.shutdown().await?;
+    Ok(vec![Measurement::latency("ide: change medium -> change uevent", profile, Firmware::default(), &samples, None)])
+}
+
 pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> {
     let mut results = Vec::new();
     let wants = |group: &str| options.only.is_empty() || options.only.iter().any(|g| g == group);
@@ -148,6 +171,9 @@ pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> 
             let ms = hotplug_latency(profile, options.runs.max(10)).await?;
             eprintln!("bench: hot-plug on {profile} done");
             results.extend(ms);
+        }
+        if wants("media") {
+            results.extend(media_latency(profile, options.runs.max(10)).await?);
         }
     }
     print_table(&results);
