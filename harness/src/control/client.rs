@@ -18,6 +18,9 @@ use crate::transcript::Transcript;
 
 /// Longest request line the guest accepts (contract 2).
 pub const MAX_REQUEST: usize = 4096;
+/// Most uevents kept: far beyond any scenario, and a bound on what a guest
+/// gone wild can make the harness hold.
+pub const MAX_UEVENTS: usize = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlError {
@@ -283,6 +286,9 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, transcript: Tra
                 Frame::Err { tag, errno, text } => {
                     transcript.line("<-", &format!("{tag} err {errno} {text}"));
                     reply(&shared, &tag, Err(ControlError::Guest { errno, text }));
+                }
+                Frame::Uevent(_) if shared.uevents.lock().unwrap().len() >= MAX_UEVENTS => {
+                    break 'outer ControlError::Closed(format!("the guest sent more than {MAX_UEVENTS} uevents"));
                 }
                 Frame::Uevent(u) => {
                     transcript.line("<-", &format!("* uevent {u}"));
