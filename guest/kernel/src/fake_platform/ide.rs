@@ -43,6 +43,8 @@ pub enum MediaError {
     /// The guest locked the tray and `force` was not given; the drive now
     /// has an eject request pending for the guest.
     Locked,
+    /// `blockdev-insert-medium` / `-remove-medium` with the tray closed.
+    TrayClosed,
 }
 
 pub const SECTOR: usize = 512;
@@ -321,7 +323,7 @@ impl Channel {
             if let Some(d) = self.drives[unit].as_mut() {
                 d.status = READY;
             }
-        } else if pos % block == 0 && atapi {
+        } else if pos.is_multiple_of(block) && atapi {
             let next = (len - pos).min(block);
             self.lba_mid = next as u8;
             self.lba_high = (next >> 8) as u8;
@@ -368,13 +370,18 @@ fn be16(b: &[u8]) -> usize {
 }
 
 /// One ATAPI command: the data-in bytes (empty for none) or CHECK CONDITION.
+/// The checks before the command runs are QEMU's `ide_atapi_cmd`.
 fn atapi_command(cd: &mut Cd, cdb: &[u8]) -> Result<Vec<u8>, Sense> {
     let op = cdb[0];
-    // Commands a pending media change does not hold up: REQUEST SENSE,
-    // INQUIRY, GET CONFIGURATION, GESN (ALLOW_UA), and the non-data PREVENT
-    // ALLOW MEDIUM REMOVAL.
-    let exempt = matches!(op, 0x03 | 0x12 | 0x46 | 0x4a | 0x1e);
-    if !exempt && cd.present() && cd.changed != 0 {
+    // REQUEST SENSE, INQUIRY, GET CONFIGURATION and GESN (ALLOW_UA) run
+    // whatever is pending; everything else, PREVENT ALLOW MEDIUM REMOVAL and
+    // MODE SENSE included, first meets a pending unit attention, then the
+    // media change sequence.
+    let allow_ua = matches!(op, 0x03 | 0x12 | 0x46 | 0x4a);
+    if !allow_ua && cd.sense.0 == MEDIUM_MAY_HAVE_CHANGED.0 {
+        return Err(cd.sense);
+    }
+    if !allow_ua && cd.present() && cd.changed != 0 {
         if cd.changed == 1 {
             cd.changed = 2;
             return Err(NOT_READY_NO_MEDIUM);
@@ -395,7 +402,10 @@ fn atapi_command(cd: &mut Cd, cdb: &[u8]) -> Result<Vec<u8>, Sense> {
             buf[7] = 10;
             buf[12] = cd.sense.1;
             buf[13] = cd.sense.2;
-            cd.sense = (0, 0, 0);
+            // Reading a unit attention clears it; other sense stays.
+            if cd.sense.0 == MEDIUM_MAY_HAVE_CHANGED.0 {
+                cd.sense = (0, 0, 0);
+            }
             buf.truncate(usize::from(cdb[4]));
             Ok(buf)
         }
@@ -430,6 +440,27 @@ fn atapi_command(cd: &mut Cd, cdb: &[u8]) -> Result<Vec<u8>, Sense> {
             }
             let medium = cd.medium.as_ref().expect("present");
             Ok(medium[lba * CD_BLOCK..(lba + count) * CD_BLOCK].to_vec())
+        }
+        0x5a => {
+            // MODE SENSE(10), current values of the capabilities page only.
+            if cdb[2] != 0x2a {
+                return Err(INVALID_FIELD);
+            }
+            let mut buf = vec![0u8; 28];
+            buf[0..2].copy_from_slice(&(28u16 + 6).to_be_bytes());
+            buf[2] = 0x70;
+            buf[8] = 0x2a;
+            buf[9] = 28 - 10;
+            buf[10] = 0x3b;
+            buf[12] = 0x71;
+            buf[13] = 3 << 5;
+            buf[14] = 0x29 | if cd.locked { 0x02 } else { 0 };
+            buf[16..18].copy_from_slice(&704u16.to_be_bytes());
+            buf[19] = 2;
+            buf[20..22].copy_from_slice(&512u16.to_be_bytes());
+            buf[22..24].copy_from_slice(&704u16.to_be_bytes());
+            buf.truncate(be16(&cdb[7..9]));
+            Ok(buf)
         }
         0x4a => {
             if cdb[1] & 1 == 0 {
@@ -494,12 +525,12 @@ impl FakeIde {
     pub fn attach(&self, channel: usize, unit: usize, drive: FakeDrive) {
         let kind = match drive {
             FakeDrive::Disk(data) => {
-                assert!(data.len() % SECTOR == 0 && !data.is_empty(), "a disk is whole sectors");
+                assert!(data.len().is_multiple_of(SECTOR) && !data.is_empty(), "a disk is whole sectors");
                 Kind::Disk(data)
             }
             FakeDrive::Cdrom(medium) => {
                 if let Some(m) = &medium {
-                    assert!(m.len() % CD_BLOCK == 0 && !m.is_empty(), "a CD is whole blocks");
+                    assert!(m.len().is_multiple_of(CD_BLOCK) && !m.is_empty(), "a CD is whole blocks");
                 }
                 Kind::Cd(Cd { medium, ..Cd::default() })
             }
@@ -551,25 +582,31 @@ impl FakeIde {
         }
     }
 
-    /// `blockdev-change-medium`: open the tray, swap the medium, close it.
-    /// A locked tray refuses unless `force`, and the guest gets an eject
-    /// request instead.
-    pub fn change_medium(&self, channel: usize, unit: usize, medium: Vec<u8>, force: bool) -> Result<(), MediaError> {
-        assert!(medium.len() % CD_BLOCK == 0 && !medium.is_empty(), "a CD is whole blocks");
+    /// `blockdev-open-tray`. A locked tray stays shut unless `force` (which
+    /// unlocks it, as QEMU does); the guest gets an eject request instead.
+    pub fn open_tray(&self, channel: usize, unit: usize, force: bool) -> Result<(), MediaError> {
+        self.with_cd(channel, unit, |cd| open_tray(cd, force))?
+    }
+
+    /// `blockdev-remove-medium`: the tray must be open.
+    pub fn remove_medium(&self, channel: usize, unit: usize) -> Result<(), MediaError> {
         self.with_cd(channel, unit, |cd| {
-            open_tray(cd, force)?;
-            cd.medium = Some(medium);
-            cd.tray_moved(true);
+            if !cd.tray_open {
+                return Err(MediaError::TrayClosed);
+            }
+            cd.medium = None;
             Ok(())
         })?
     }
 
-    /// `eject`: open the tray and take the medium out. A locked tray
-    /// refuses unless `force` (which unlocks it, as QEMU does).
-    pub fn eject(&self, channel: usize, unit: usize, force: bool) -> Result<(), MediaError> {
+    /// `blockdev-insert-medium`: the tray must be open.
+    pub fn insert_medium(&self, channel: usize, unit: usize, medium: Vec<u8>) -> Result<(), MediaError> {
+        assert!(medium.len().is_multiple_of(CD_BLOCK) && !medium.is_empty(), "a CD is whole blocks");
         self.with_cd(channel, unit, |cd| {
-            open_tray(cd, force)?;
-            cd.medium = None;
+            if !cd.tray_open {
+                return Err(MediaError::TrayClosed);
+            }
+            cd.medium = Some(medium);
             Ok(())
         })?
     }
@@ -583,9 +620,31 @@ impl FakeIde {
         })
     }
 
+    /// `blockdev-change-medium`: open the tray, swap the medium, close it.
+    /// Refused on a locked tray unless `force`.
+    pub fn change_medium(&self, channel: usize, unit: usize, medium: Vec<u8>, force: bool) -> Result<(), MediaError> {
+        self.open_tray(channel, unit, force)?;
+        self.remove_medium(channel, unit)?;
+        self.insert_medium(channel, unit, medium)?;
+        self.close_tray(channel, unit)
+    }
+
+    /// `eject`: open the tray and take the medium out (the tray stays
+    /// open). Refused on a locked tray unless `force`.
+    pub fn eject(&self, channel: usize, unit: usize, force: bool) -> Result<(), MediaError> {
+        self.open_tray(channel, unit, force)?;
+        self.remove_medium(channel, unit)
+    }
+
     /// (tray open, locked, medium present) of a CD drive.
     pub fn tray(&self, channel: usize, unit: usize) -> Option<(bool, bool, bool)> {
         self.with_cd(channel, unit, |cd| (cd.tray_open, cd.locked, cd.medium.is_some())).ok()
+    }
+
+    /// An eject request (a refused eject of a locked tray) that GESN has not
+    /// reported to the guest yet.
+    pub fn eject_request_pending(&self, channel: usize, unit: usize) -> bool {
+        self.with_cd(channel, unit, |cd| cd.eject_request).unwrap_or(false)
     }
 
     /// Opcodes of the PACKET commands a CD drive has received.
@@ -706,6 +765,46 @@ mod tests {
         );
     }
 
+    /// Consume the media change sequence the way a driver does.
+    fn settle_unit(p: &FakePlatform) {
+        for _ in 0..3 {
+            if ata::SECONDARY.packet(p, 0, &atapi::TEST_UNIT_READY, 0).is_ok() {
+                return;
+            }
+            let _ = sense(p);
+        }
+        panic!("the drive never became ready");
+    }
+
+    #[test]
+    fn every_command_but_the_allow_ua_ones_meets_the_change_sequence() {
+        let p = platform();
+        let cd = ata::SECONDARY;
+        p.ide.change_medium(1, 0, cd_with(20), false).unwrap();
+        assert_eq!(
+            cd.packet(&p, 0, &atapi::prevent_allow(true), 0),
+            Err(AtaError::CheckCondition { sense_key: 2 }),
+            "PREVENT ALLOW MEDIUM REMOVAL is not exempt"
+        );
+        assert_eq!(
+            cd.packet(&p, 0, &atapi::mode_sense_capabilities(), 36),
+            Err(AtaError::CheckCondition { sense_key: 6 })
+        );
+        assert_eq!(
+            cd.packet(&p, 0, &atapi::TEST_UNIT_READY, 0),
+            Err(AtaError::CheckCondition { sense_key: 6 }),
+            "a unit attention stays pending until REQUEST SENSE reads it"
+        );
+        assert_eq!(gesn(&p).event, 2, "GESN runs regardless");
+        assert_eq!(sense(&p), (6, 0x28, 0));
+        assert_eq!(cd.packet(&p, 0, &atapi::TEST_UNIT_READY, 0), Ok(Vec::new()));
+        let caps = cd.packet(&p, 0, &atapi::mode_sense_capabilities(), 36).unwrap();
+        assert_eq!((caps.len(), atapi::parse_lock_state(&caps)), (28, Some(false)));
+        cd.packet(&p, 0, &atapi::prevent_allow(true), 0).unwrap();
+        let caps = cd.packet(&p, 0, &atapi::mode_sense_capabilities(), 36).unwrap();
+        assert_eq!(atapi::parse_lock_state(&caps), Some(true));
+    }
+
     #[test]
     fn eject_and_lock_follow_qemu() {
         let p = platform();
@@ -716,6 +815,7 @@ mod tests {
         assert_eq!(p.ide.tray(1, 0), Some((true, false, false)));
         p.ide.change_medium(1, 0, cd_with(20), false).unwrap();
         assert_eq!(gesn(&p).event, 2);
+        settle_unit(&p);
 
         ata::SECONDARY.packet(&p, 0, &atapi::prevent_allow(true), 0).unwrap();
         assert_eq!(p.ide.tray(1, 0), Some((false, true, true)));
@@ -729,5 +829,20 @@ mod tests {
         p.ide.close_tray(1, 0).unwrap();
         assert_eq!(gesn(&p), MediaStatus { event: 2, tray_open: false, present: false });
         assert!(p.ide.packets(1, 0).contains(&0x1e));
+    }
+
+    #[test]
+    fn the_tray_commands_need_an_open_tray_and_a_lock_does_not_keep_it_shut_once_open() {
+        let p = platform();
+        assert_eq!(p.ide.insert_medium(1, 0, cd_with(20)), Err(MediaError::TrayClosed));
+        p.ide.open_tray(1, 0, false).unwrap();
+        assert_eq!(gesn(&p), MediaStatus { event: 0, tray_open: true, present: false });
+        // The guest may lock an open tray; closing it is still the host's.
+        ata::SECONDARY.packet(&p, 0, &atapi::prevent_allow(true), 0).unwrap();
+        p.ide.insert_medium(1, 0, cd_with(20)).unwrap();
+        p.ide.close_tray(1, 0).unwrap();
+        assert_eq!(p.ide.tray(1, 0), Some((false, true, true)));
+        assert_eq!(gesn(&p), MediaStatus { event: 2, tray_open: false, present: true });
+        assert_eq!(p.ide.remove_medium(1, 0), Err(MediaError::TrayClosed));
     }
 }

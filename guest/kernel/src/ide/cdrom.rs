@@ -87,11 +87,33 @@ pub fn read_medium(p: &dyn Platform, channel: Channel, unit: u8) -> Medium {
 
 /// Is the tray locked? (MODE SENSE, capabilities page.)
 pub fn lock_state(p: &dyn Platform, channel: Channel, unit: u8) -> bool {
-    channel
-        .packet(p, unit, &atapi::mode_sense_capabilities(), 36)
+    packet_past_attention(p, channel, unit, &atapi::mode_sense_capabilities(), 36)
         .ok()
         .and_then(|d| atapi::parse_lock_state(&d))
         .unwrap_or(false)
+}
+
+/// An ATAPI command that may meet what a medium change left pending: QEMU
+/// answers every command but REQUEST SENSE, INQUIRY, GET CONFIGURATION and
+/// GESN with NOT READY, then UNIT ATTENTION (held until REQUEST SENSE reads
+/// it), MODE SENSE and PREVENT ALLOW MEDIUM REMOVAL included. Read each
+/// condition out and retry, a bounded number of times.
+pub fn packet_past_attention(
+    p: &dyn Platform,
+    channel: Channel,
+    unit: u8,
+    cdb: &atapi::Cdb,
+    max: usize,
+) -> Result<alloc::vec::Vec<u8>, AtaError> {
+    for _ in 0..3 {
+        match channel.packet(p, unit, cdb, max) {
+            Err(AtaError::CheckCondition { .. }) => {
+                let _ = channel.request_sense(p, unit);
+            }
+            other => return other,
+        }
+    }
+    channel.packet(p, unit, cdb, max)
 }
 
 /// Record the medium in the drive's attributes and register its `disc`.

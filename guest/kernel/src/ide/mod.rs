@@ -199,7 +199,8 @@ pub fn set_lock(ctx: &IdeContext, core: &mut Core, drive_name: &str, lock: bool)
         None => return Err(Errno::ENODEV),
     };
     let channel = CHANNELS[usize::from(index)];
-    channel.packet(ctx.platform, unit, &atapi::prevent_allow(lock), 0).map_err(|_| Errno::EIO)?;
+    cdrom::packet_past_attention(ctx.platform, channel, unit, &atapi::prevent_allow(lock), 0)
+        .map_err(|_| Errno::EIO)?;
     let locked = cdrom::lock_state(ctx.platform, channel, unit);
     if let Some(d) = core.data_mut::<IdeDrive>(drive) {
         d.locked = locked;

@@ -14,6 +14,22 @@
 //!
 //! Functions can be inserted and removed at any time, which is how tests
 //! model hot-plug ([`FakePci::insert`], [`FakePci::remove`]).
+//!
+//! Bridges built with [`FakeFunction::pcie_slot`] are PCIe root ports with a
+//! hot-plug capable slot, following QEMU's native PCIe hot-plug
+//! (`hw/pci/pcie.c`, shared/reference/qemu-hotplug.md §4.4):
+//! - [`FakePci::pcie_hot_add`] (`device_add`) sets SLTSTA PDS | PDC | ABP; a
+//!   device behind a powered-off slot reads as absent until the guest powers
+//!   the slot on (SLTCTL PCC=0);
+//! - [`FakePci::pcie_unplug_request`] (`device_del`) sets ABP and nothing
+//!   else; the device goes when the guest writes SLTCTL with PCC=1 and the
+//!   power indicator off while the slot was not already in that state,
+//!   leaving PDC set and PDS clear;
+//! - SLTSTA is write-1-to-clear, but writing 1 to an event bit that is not
+//!   set makes QEMU ignore the whole write; every SLTCTL write sets CC.
+//!
+//! Functions inserted behind a slot with [`FakePci::insert`] are cold-plugged:
+//! the slot is powered and shows presence, as QEMU sets it up at reset.
 
 use alloc::collections::BTreeMap;
 use core::cell::RefCell;
@@ -52,11 +68,52 @@ pub enum FakeBar {
 pub struct FakeFunction {
     config: [u8; 256],
     writable: [u8; 256],
+    /// Offset of the PCIe capability of a hot-plug capable root port.
+    slot_cap: Option<u8>,
+}
+
+/// Where the fake root ports keep their capabilities: power management at
+/// 0x48, then PCIe at 0x54 (QEMU's offset for the PCIe capability).
+pub const PCIE_CAP: u8 = 0x54;
+const PM_CAP: u8 = 0x48;
+
+/// Slot registers, as offsets inside the PCIe capability, and their bits.
+pub mod slot {
+    pub const LNKSTA: u8 = 0x12;
+    pub const SLTCAP: u8 = 0x14;
+    pub const SLTCTL: u8 = 0x18;
+    pub const SLTSTA: u8 = 0x1a;
+
+    pub const ABP: u16 = 1 << 0;
+    pub const PDC: u16 = 1 << 3;
+    pub const CC: u16 = 1 << 4;
+    pub const PDS: u16 = 1 << 6;
+    /// ABP, PFD, MRLSC, PDC, CC: the bits a stray 1 makes QEMU revert.
+    pub const EVENTS: u16 = 0x001f;
+    /// The write-1-to-clear bits: the events and DLLSC.
+    pub const W1C: u16 = 0x011f;
+
+    pub const PIC_MASK: u16 = 0x0300;
+    pub const PIC_ON: u16 = 0x0100;
+    pub const PIC_OFF: u16 = 0x0300;
+    pub const PCC_OFF: u16 = 0x0400;
+    /// Everything software may write in SLTCTL.
+    pub const CTL_WRITABLE: u16 = 0x1fff;
+    /// An empty slot in native mode: power off, indicators off.
+    pub const CTL_EMPTY: u16 = 0x07c0;
+    /// Data link layer link active, x1 at 2.5 GT/s.
+    pub const LNKSTA_UP: u16 = 0x2011;
+    pub const LNKSTA_DOWN: u16 = 0x0011;
+
+    /// QEMU removes the device only on this combination.
+    pub fn powered_off(ctl: u16) -> bool {
+        ctl & PCC_OFF != 0 && ctl & PIC_MASK == PIC_OFF
+    }
 }
 
 impl FakeFunction {
     fn blank(vendor: u16, device: u16, class: u32, header_type: u8) -> Self {
-        let mut f = FakeFunction { config: [0; 256], writable: [0; 256] };
+        let mut f = FakeFunction { config: [0; 256], writable: [0; 256], slot_cap: None };
         f.set16(reg::VENDOR, vendor);
         f.set16(reg::DEVICE, device);
         f.set32(reg::CLASS_REV, class << 8);
@@ -107,6 +164,26 @@ impl FakeFunction {
             self.writable[usize::from(offset)] = 0;
         }
         self.set_writable(reg::IO_BASE_UPPER, &[0; 4]);
+        self
+    }
+
+    /// Make a bridge a PCIe root port with a hot-plug capable slot (number
+    /// `number`): SLTCAP as QEMU's `pcie-root-port` (ABP, PCP, AIP, PIP,
+    /// HPS, HPC), the slot-implemented flag, and an empty slot powered off.
+    pub fn pcie_slot(mut self, number: u16) -> Self {
+        assert!(self.is_bridge(), "only bridges have slots");
+        self.config[usize::from(reg::STATUS)] |= reg::STATUS_CAP_LIST as u8;
+        self.config[usize::from(reg::CAP_PTR)] = PM_CAP;
+        self.config[usize::from(PM_CAP)] = 0x01;
+        self.config[usize::from(PM_CAP) + 1] = PCIE_CAP;
+        self.config[usize::from(PCIE_CAP)] = 0x10;
+        self.config[usize::from(PCIE_CAP) + 1] = 0;
+        // Version 2, root port (type 4), slot implemented.
+        self.set16(PCIE_CAP + 2, 0x0002 | (4 << 4) | (1 << 8));
+        self.set32(PCIE_CAP + slot::SLTCAP, 0x7b | (u32::from(number) << 19));
+        self.set16(PCIE_CAP + slot::SLTCTL, slot::CTL_EMPTY);
+        self.set16(PCIE_CAP + slot::LNKSTA, slot::LNKSTA_DOWN);
+        self.slot_cap = Some(PCIE_CAP);
         self
     }
 
@@ -197,12 +274,37 @@ impl FakeFunction {
     fn is_bridge(&self) -> bool {
         self.config[usize::from(reg::HEADER_TYPE)] & 0x7f == 1
     }
+
+    fn slot_reg(&self, offset: u8) -> Option<u16> {
+        self.slot_cap.map(|cap| self.read(cap + offset, 2) as u16)
+    }
+
+    fn set_slot_reg(&mut self, offset: u8, value: u16) {
+        if let Some(cap) = self.slot_cap {
+            self.set16(cap + offset, value);
+        }
+    }
+
+    /// A slot whose devices are cut off: power controller off.
+    fn slot_unpowered(&self) -> bool {
+        self.slot_reg(slot::SLTCTL).is_some_and(|ctl| ctl & slot::PCC_OFF != 0)
+    }
+}
+
+/// What happened to a slot besides its registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotEvents {
+    /// `device_del` asked and the device is not gone yet.
+    pub unplug_pending: bool,
+    /// Devices the guest removed by powering the slot off.
+    pub unplugs: u32,
 }
 
 struct Entry {
     function: FakeFunction,
     /// The segment behind this function, for bridges.
     child: Option<Segment>,
+    slot: SlotEvents,
 }
 
 #[derive(Default)]
@@ -224,7 +326,9 @@ impl Topology {
             let subordinate = e.function.config[usize::from(reg::SUBORDINATE_BUS)];
             // Secondary 0 means "not programmed yet"; requiring it above our
             // own number also rules out loops through misprogrammed bridges.
-            (secondary > segment_bus && (secondary..=subordinate).contains(&bus)).then_some((child, secondary))
+            // Devices behind an unpowered slot do not answer.
+            (secondary > segment_bus && (secondary..=subordinate).contains(&bus) && !e.function.slot_unpowered())
+                .then_some((child, secondary))
         });
         for (child, secondary) in bridges {
             if let Some(found) = self.route(child, secondary, bus) {
@@ -234,9 +338,67 @@ impl Topology {
         None
     }
 
-    fn entry_mut(&mut self, bdf: Bdf) -> Option<&mut Entry> {
+    fn key(&self, bdf: Bdf) -> Option<(Segment, u8, u8)> {
         let segment = self.route(Segment::ROOT, 0, bdf.bus)?;
-        self.functions.get_mut(&(segment, bdf.dev, bdf.func))
+        let key = (segment, bdf.dev, bdf.func);
+        self.functions.contains_key(&key).then_some(key)
+    }
+
+    /// The slotted bridge whose child segment is `segment`.
+    fn port_above(&self, segment: Segment) -> Option<(Segment, u8, u8)> {
+        self.functions.iter().find(|(_, e)| e.child == Some(segment) && e.function.slot_cap.is_some()).map(|(k, _)| *k)
+    }
+
+    fn port(&mut self, port: (Segment, u8, u8)) -> &mut Entry {
+        let e = self.functions.get_mut(&port).unwrap_or_else(|| panic!("no function at {port:?}"));
+        assert!(e.function.slot_cap.is_some(), "{port:?} has no hot-plug slot");
+        e
+    }
+
+    /// A software write to a slotted bridge's SLTCTL/SLTSTA, as QEMU's
+    /// `pcie_cap_slot_write_config` handles it; other bytes write normally.
+    fn write_slot(&mut self, key: (Segment, u8, u8), offset: u8, width: usize, value: u32) {
+        let e = self.functions.get_mut(&key).expect("located");
+        let cap = e.function.slot_cap.expect("a slotted bridge");
+        let (ctl_at, sta_at) = (cap + slot::SLTCTL, cap + slot::SLTSTA);
+        let old_ctl = e.function.slot_reg(slot::SLTCTL).unwrap_or(0);
+        let old_sta = e.function.slot_reg(slot::SLTSTA).unwrap_or(0);
+        let (mut ctl, mut ctl_written, mut sta_written) = (old_ctl.to_le_bytes(), false, None::<u16>);
+        for (i, byte) in value.to_le_bytes().iter().take(width).enumerate() {
+            let at = offset + i as u8;
+            if (ctl_at..ctl_at + 2).contains(&at) {
+                ctl[usize::from(at - ctl_at)] = *byte;
+                ctl_written = true;
+            } else if (sta_at..sta_at + 2).contains(&at) {
+                *sta_written.get_or_insert(0) |= u16::from(*byte) << (8 * (at - sta_at));
+            } else {
+                e.function.write(at, 1, u32::from(*byte));
+            }
+        }
+        let mut sta = old_sta;
+        if let Some(written) = sta_written
+            && written & !old_sta & slot::EVENTS == 0
+        {
+            sta &= !(written & slot::W1C);
+        }
+        if ctl_written {
+            let new_ctl = (old_ctl & !slot::CTL_WRITABLE) | (u16::from_le_bytes(ctl) & slot::CTL_WRITABLE);
+            e.function.set_slot_reg(slot::SLTCTL, new_ctl);
+            let unplug = sta & slot::PDS != 0 && slot::powered_off(new_ctl) && !slot::powered_off(old_ctl);
+            if unplug {
+                sta = (sta & !slot::PDS) | slot::PDC;
+                e.function.set_slot_reg(slot::LNKSTA, slot::LNKSTA_DOWN);
+                e.slot.unplug_pending = false;
+                e.slot.unplugs += 1;
+            }
+            sta |= slot::CC;
+            e.function.set_slot_reg(slot::SLTSTA, sta);
+            if let (true, Some(child)) = (unplug, e.child) {
+                self.functions.retain(|(segment, _, _), _| *segment != child);
+            }
+        } else {
+            e.function.set_slot_reg(slot::SLTSTA, sta);
+        }
     }
 }
 
@@ -267,7 +429,64 @@ impl FakePci {
             t.next_segment += 1;
             child
         });
-        t.functions.insert((segment, dev, func), Entry { function, child });
+        t.functions.insert((segment, dev, func), Entry { function, child, slot: SlotEvents::default() });
+        // Cold-plugged behind a slot: QEMU powers populated slots at reset.
+        if let Some(port) = t.port_above(segment) {
+            let f = &mut t.functions.get_mut(&port).expect("found").function;
+            let ctl = f.slot_reg(slot::SLTCTL).unwrap_or(0);
+            f.set_slot_reg(slot::SLTCTL, (ctl & !(slot::PCC_OFF | slot::PIC_MASK)) | slot::PIC_ON);
+            let sta = f.slot_reg(slot::SLTSTA).unwrap_or(0);
+            f.set_slot_reg(slot::SLTSTA, sta | slot::PDS);
+            f.set_slot_reg(slot::LNKSTA, slot::LNKSTA_UP);
+        }
+    }
+
+    /// `device_add` of `function` on the root port at `port` (slot 0 of the
+    /// port's secondary bus): presence detected, attention button pressed.
+    /// It answers config cycles only once the slot is powered.
+    pub fn pcie_hot_add(&self, port: (Segment, u8, u8), function: FakeFunction) {
+        let mut t = self.topology.borrow_mut();
+        let e = t.port(port);
+        let child = e.child.expect("a bridge");
+        let sta = e.function.slot_reg(slot::SLTSTA).unwrap_or(0);
+        assert!(sta & slot::PDS == 0, "slot {port:?} is occupied");
+        e.function.set_slot_reg(slot::SLTSTA, sta | slot::PDS | slot::PDC | slot::ABP);
+        e.function.set_slot_reg(slot::LNKSTA, slot::LNKSTA_UP);
+        let entry_child = function.is_bridge().then(|| {
+            let c = Segment(t.next_segment);
+            t.next_segment += 1;
+            c
+        });
+        t.functions.insert((child, 0, 0), Entry { function, child: entry_child, slot: SlotEvents::default() });
+    }
+
+    /// `device_del` of the device on the root port at `port`: only the
+    /// attention button. Refused like QEMU while an unplug is pending, and
+    /// when the slot is empty.
+    pub fn pcie_unplug_request(&self, port: (Segment, u8, u8)) -> Result<(), &'static str> {
+        let mut t = self.topology.borrow_mut();
+        let e = t.port(port);
+        let sta = e.function.slot_reg(slot::SLTSTA).unwrap_or(0);
+        if sta & slot::PDS == 0 {
+            return Err("no device in the slot");
+        }
+        if e.slot.unplug_pending {
+            return Err("Device is already in the process of unplug");
+        }
+        e.slot.unplug_pending = true;
+        e.function.set_slot_reg(slot::SLTSTA, sta | slot::ABP);
+        Ok(())
+    }
+
+    /// (SLTCTL, SLTSTA) of the root port at `port`.
+    pub fn slot_registers(&self, port: (Segment, u8, u8)) -> (u16, u16) {
+        let mut t = self.topology.borrow_mut();
+        let f = &t.port(port).function;
+        (f.slot_reg(slot::SLTCTL).unwrap_or(0), f.slot_reg(slot::SLTSTA).unwrap_or(0))
+    }
+
+    pub fn slot_events(&self, port: (Segment, u8, u8)) -> SlotEvents {
+        self.topology.borrow_mut().port(port).slot
     }
 
     /// Unplug a function. Whatever sat behind a removed bridge becomes
@@ -289,8 +508,8 @@ impl FakePci {
 
     fn read(&self, bdf: Bdf, offset: u8, width: usize) -> u32 {
         let offset = offset & !(width as u8 - 1);
-        let mut t = self.topology.borrow_mut();
-        match t.entry_mut(bdf) {
+        let t = self.topology.borrow();
+        match t.key(bdf).and_then(|key| t.functions.get(&key)) {
             Some(e) => e.function.read(offset, width),
             None => u32::MAX >> (32 - 8 * width),
         }
@@ -298,8 +517,14 @@ impl FakePci {
 
     fn write(&self, bdf: Bdf, offset: u8, width: usize, value: u32) {
         let offset = offset & !(width as u8 - 1);
-        if let Some(e) = self.topology.borrow_mut().entry_mut(bdf) {
-            e.function.write(offset, width, value);
+        let mut t = self.topology.borrow_mut();
+        let Some(key) = t.key(bdf) else { return };
+        let e = t.functions.get_mut(&key).expect("located");
+        match e.function.slot_cap {
+            Some(cap) if offset < cap + slot::SLTSTA + 2 && offset + width as u8 > cap + slot::SLTCTL => {
+                t.write_slot(key, offset, width, value)
+            }
+            _ => e.function.write(offset, width, value),
         }
     }
 
@@ -316,7 +541,8 @@ impl FakePci {
         pci
     }
 
-    /// `-machine q35` with two `pcie-root-port`s at 00:10.0 and 00:11.0:
+    /// `-machine q35` with two `pcie-root-port`s at 00:10.0 and 00:11.0
+    /// (hot-plug slots 1 and 2, native mode):
     /// Q35 host bridge, ICH9 LPC (multifunction, PIRQ A–H routes at
     /// 0x60..0x63 and 0x68..0x6b), ICH9 AHCI (BAR4 I/O 32, BAR5 4 KiB, pin A)
     /// and ICH9 SMBus (BAR4 I/O 64).
@@ -324,8 +550,8 @@ impl FakePci {
         let pci = FakePci::new();
         let root = Segment::ROOT;
         pci.insert(root, 0, 0, FakeFunction::endpoint(0x8086, 0x29c0, 0x06_00_00));
-        pci.insert(root, 0x10, 0, FakeFunction::bridge(0x1b36, 0x000c).pin(1));
-        pci.insert(root, 0x11, 0, FakeFunction::bridge(0x1b36, 0x000c).pin(1));
+        pci.insert(root, 0x10, 0, FakeFunction::bridge(0x1b36, 0x000c).pin(1).pcie_slot(1));
+        pci.insert(root, 0x11, 0, FakeFunction::bridge(0x1b36, 0x000c).pin(1).pcie_slot(2));
         pci.insert(
             root,
             0x1f,
@@ -433,5 +659,95 @@ mod tests {
         }
         assert_eq!(pci.read8(Bdf::new(0, 3, 0), reg::HEADER_TYPE), 0x01);
         assert_eq!(pci.read32(Bdf::new(0, 3, 0), reg::CLASS_REV) >> 8, 0x06_04_00);
+    }
+    const PORT: (Segment, u8, u8) = (Segment::ROOT, 0x10, 0);
+    const PORT_BDF: Bdf = Bdf::new(0, 0x10, 0);
+
+    fn q35_with_bus_1() -> FakePci {
+        let pci = FakePci::q35();
+        pci.write8(PORT_BDF, reg::SECONDARY_BUS, 1);
+        pci.write8(PORT_BDF, reg::SUBORDINATE_BUS, 1);
+        pci
+    }
+
+    fn nic() -> FakeFunction {
+        FakeFunction::endpoint(0x8086, 0x10d3, 0x02_00_00)
+            .bar(0, FakeBar::Mem32 { size: 0x2_0000, prefetchable: false })
+    }
+
+    fn sltsta_write(pci: &FakePci, value: u16) {
+        pci.write16(PORT_BDF, PCIE_CAP + slot::SLTSTA, value);
+    }
+
+    fn sltctl_write(pci: &FakePci, value: u16) {
+        pci.write16(PORT_BDF, PCIE_CAP + slot::SLTCTL, value);
+    }
+
+    #[test]
+    fn root_ports_describe_a_hot_plug_capable_slot() {
+        let pci = FakePci::q35();
+        let cap = crate::pci::config::find_capability(&pci, PORT_BDF, 0x10);
+        assert_eq!(cap, Some(PCIE_CAP), "found through the list, after power management");
+        assert_eq!(pci.read16(PORT_BDF, PCIE_CAP + 2) & (1 << 8), 1 << 8, "slot implemented");
+        assert_eq!(pci.read32(PORT_BDF, PCIE_CAP + slot::SLTCAP), 0x0008_007b, "HPC and friends, slot 1");
+        assert_eq!(pci.slot_registers(PORT), (slot::CTL_EMPTY, 0), "empty and powered off");
+    }
+
+    #[test]
+    fn a_hot_added_device_answers_only_once_its_slot_is_powered() {
+        let pci = q35_with_bus_1();
+        pci.pcie_hot_add(PORT, nic());
+        assert_eq!(pci.slot_registers(PORT), (0x07c0, slot::PDS | slot::PDC | slot::ABP));
+        assert_eq!(pci.read32(PORT_BDF, PCIE_CAP + 0x10) >> 16, u32::from(slot::LNKSTA_UP));
+        assert_eq!(pci.read16(Bdf::new(1, 0, 0), reg::VENDOR), 0xffff, "invisible while the slot is off");
+        sltctl_write(&pci, 0x0100);
+        assert_eq!(pci.read16(Bdf::new(1, 0, 0), reg::VENDOR), 0x8086);
+        assert_eq!(pci.slot_registers(PORT), (0x0100, 0x49 | slot::CC), "every SLTCTL write completes a command");
+
+        let powered_first = q35_with_bus_1();
+        sltctl_write(&powered_first, 0x01c0);
+        powered_first.pcie_hot_add(PORT, nic());
+        assert_eq!(powered_first.read16(Bdf::new(1, 0, 0), reg::VENDOR), 0x8086, "an already powered slot shows it");
+    }
+
+    #[test]
+    fn sltsta_is_write_1_to_clear_and_a_stray_1_voids_the_write() {
+        let pci = q35_with_bus_1();
+        pci.pcie_hot_add(PORT, nic());
+        sltsta_write(&pci, 0x1f);
+        assert_eq!(pci.slot_registers(PORT).1, 0x49, "writing 1 to bits that are not set cleared nothing");
+        sltsta_write(&pci, slot::PDS);
+        assert_eq!(pci.slot_registers(PORT).1, 0x49, "PDS is read-only");
+        sltsta_write(&pci, slot::PDC);
+        assert_eq!(pci.slot_registers(PORT).1, 0x41, "writing back a subset of what was read clears it");
+        sltsta_write(&pci, 0x41);
+        assert_eq!(pci.slot_registers(PORT).1, slot::PDS);
+        // A dword write at SLTCTL reaches both registers.
+        pci.write32(PORT_BDF, PCIE_CAP + slot::SLTCTL, 0x0000_0100);
+        assert_eq!(pci.slot_registers(PORT), (0x0100, slot::PDS | slot::CC));
+        pci.write32(PORT_BDF, PCIE_CAP + slot::SLTCTL, u32::from(slot::CC) << 16 | 0x0100);
+        assert_eq!(pci.slot_registers(PORT), (0x0100, slot::PDS | slot::CC), "cleared, then set by the write");
+    }
+
+    #[test]
+    fn the_device_goes_only_when_the_guest_powers_the_slot_off_with_the_indicator_off() {
+        let pci = q35_with_bus_1();
+        pci.pcie_hot_add(PORT, nic());
+        sltctl_write(&pci, slot::CTL_EMPTY);
+        assert!(pci.function(pci.child_segment(PORT.0, PORT.1, PORT.2).unwrap(), 0, 0).is_some(), "already off");
+        sltctl_write(&pci, 0x0100);
+        sltsta_write(&pci, pci.slot_registers(PORT).1 & slot::W1C);
+        assert_eq!(pci.pcie_unplug_request(PORT), Ok(()));
+        assert_eq!(pci.slot_registers(PORT).1, slot::PDS | slot::ABP, "device_del presses the button, no more");
+        assert!(pci.pcie_unplug_request(PORT).is_err(), "already in the process of unplug");
+        sltctl_write(&pci, 0x0600);
+        let behind = pci.child_segment(PORT.0, PORT.1, PORT.2).unwrap();
+        assert!(pci.function(behind, 0, 0).is_some(), "power off with the indicator blinking removes nothing");
+        assert_eq!(pci.read16(Bdf::new(1, 0, 0), reg::VENDOR), 0xffff, "but the device has no power");
+        sltctl_write(&pci, 0x0700);
+        assert!(pci.function(behind, 0, 0).is_none());
+        assert_eq!(pci.slot_registers(PORT), (0x0700, slot::PDC | slot::CC | slot::ABP));
+        assert_eq!(pci.slot_events(PORT), SlotEvents { unplug_pending: false, unplugs: 1 });
+        assert!(pci.pcie_unplug_request(PORT).is_err(), "nothing left to unplug");
     }
 }

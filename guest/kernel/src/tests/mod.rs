@@ -21,6 +21,7 @@ mod lifetime_races;
 mod machine;
 mod model;
 mod pci_enumeration;
+mod pciehp;
 mod self_removal;
 mod system;
 mod uevents;

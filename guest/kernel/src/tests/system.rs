@@ -303,8 +303,8 @@ fn acpi_hot_unplug_ejects_only_after_reads_in_flight_drained() {
 }
 
 /// `q35` boots the same way: root ports get their windows and numbers, and
-/// the snapshot verb shows the tree (no native hot-plug slots on the fake's
-/// root ports, so no poller runs and the executor can idle).
+/// the snapshot verb shows the tree. (Their empty hot-plug slots stay
+/// powered off; tests/pciehp.rs plugs devices into them.)
 #[test]
 fn q35_boots_and_answers_a_snapshot() {
     let (platform, mut system) = boot(FakePci::q35());
