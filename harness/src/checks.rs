@@ -18,6 +18,8 @@ pub struct QemuFunction {
     pub class: u16,
     /// (bar, kind, address, size) with kind "io" or "mem".
     pub bars: Vec<(u8, &'static str, u64, u64)>,
+    /// Secondary and subordinate bus numbers, for bridges.
+    pub buses: Option<(u8, u8)>,
     pub qdev_id: String,
 }
 
@@ -36,6 +38,7 @@ pub fn flatten_query_pci(buses: &[qapi::qmp::PciInfo]) -> Vec<QemuFunction> {
                 device: d.id.device as u16,
                 class: d.class_info.class as u16,
                 bars,
+                buses: d.pci_bridge.as_ref().map(|b| (b.bus.secondary as u8, b.bus.subordinate as u8)),
                 qdev_id: d.qdev_id.clone(),
             });
             if let Some(children) = d.pci_bridge.as_ref().and_then(|b| b.devices.as_ref()) {
@@ -73,7 +76,8 @@ fn hex_attr(snapshot: &Snapshot, path: &str) -> Result<u64> {
 }
 
 /// Every function QEMU reports is in the snapshot with the same vendor,
-/// device, class and BAR placement, and the snapshot has nothing else.
+/// device, class, BAR placement and (bridges) bus range, and the snapshot
+/// has nothing else.
 pub fn pci_matches_qemu(snapshot: &Snapshot, qemu: &[QemuFunction]) -> Result<()> {
     let guest = snapshot_pci_functions(snapshot);
     let mut problems = Vec::new();
@@ -112,6 +116,12 @@ pub fn pci_matches_qemu(snapshot: &Snapshot, qemu: &[QemuFunction]) -> Result<()
             let kind_ok = if *kind == "io" { line.contains(" io ") } else { line.contains(" mem") };
             if !line.ends_with(&want) || !kind_ok {
                 problems.push(format!("{} BAR{bar}: guest {line:?}, QEMU {kind} {want}", f.name));
+            }
+        }
+        if let Some((secondary, subordinate)) = f.buses {
+            let want = format!("buses {secondary:02x}-{subordinate:02x}");
+            if !resource.lines().any(|l| l == want) {
+                problems.push(format!("{} bus range: QEMU says {want}, guest resource {resource:?}", f.name));
             }
         }
     }

@@ -40,8 +40,9 @@ pub struct PciFunction {
     pub bars: Vec<Bar>,
     /// Forwarding windows, for bridges.
     pub windows: Option<BridgeWindows>,
-    /// Secondary bus number, for bridges.
+    /// Secondary and subordinate bus numbers, for bridges that got them.
     pub secondary: Option<u8>,
+    pub subordinate: Option<u8>,
 }
 
 impl PciFunction {
@@ -50,7 +51,7 @@ impl PciFunction {
     }
 
     /// One line per resource: `bar<N> <kind> <start>-<end>` (`rom` for the
-    /// expansion ROM), then bridge
+    /// expansion ROM), then for bridges `buses <secondary>-<subordinate>` and
     /// windows as `window <kind> <start>-<end>`. An unassigned BAR shows its
     /// size instead, so a missing window is visible rather than silent.
     pub fn resource_text(&self) -> String {
@@ -68,6 +69,9 @@ impl PciFunction {
                 Some(base) => writeln!(out, "{label} {kind} {:#x}-{:#x}", base, base + bar.size - 1),
                 None => writeln!(out, "{label} {kind} unassigned size={:#x}", bar.size),
             };
+        }
+        if let (Some(secondary), Some(subordinate)) = (self.secondary, self.subordinate) {
+            let _ = writeln!(out, "buses {secondary:02x}-{subordinate:02x}");
         }
         if let Some(w) = &self.windows {
             for (kind, range) in [("io", w.io), ("mem", w.mem)] {

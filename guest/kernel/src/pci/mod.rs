@@ -47,8 +47,21 @@ pub struct Pci {
     bus_paths: BTreeMap<u8, IrqPath>,
     /// The device each bus hangs under: `pci0` for bus 0, else its bridge.
     bus_parents: BTreeMap<u8, DeviceId>,
-    next_bus: u8,
+    /// For each bus, the bus numbers bridges on it may still take:
+    /// `[next, limit]` (16-bit so that 255 + 1 does not wrap).
+    bus_numbers: BTreeMap<u8, BusNumbers>,
 }
+
+#[derive(Clone, Copy, Debug)]
+struct BusNumbers {
+    next: u16,
+    limit: u16,
+}
+
+/// Bus numbers kept free below a hot-plug capable slot, beyond what it
+/// holds at boot, so a bridge hot-added into it later has buses to give its
+/// children (what Linux's `pci=hpbussize` does).
+pub const HOTPLUG_BUS_RESERVE: u8 = 3;
 
 impl Pci {
     /// Register the bus, number every bridge, assign resources and register
@@ -68,8 +81,9 @@ impl Pci {
             windows: BTreeMap::new(),
             bus_paths: BTreeMap::new(),
             bus_parents: BTreeMap::new(),
-            next_bus: 1,
+            bus_numbers: BTreeMap::new(),
         };
+        pci.bus_numbers.insert(0, BusNumbers { next: 1, limit: 255 });
         pci.bus_parents.insert(0, root);
         pci.windows.insert(0, resources::root_window());
         pci.scan_bus(core, cfg, 0);
@@ -153,19 +167,28 @@ impl Pci {
             bars,
             windows: None,
             secondary: None,
+            subordinate: None,
         };
         let mut child_window = None;
-        if is_bridge {
-            let secondary = self.next_bus;
-            self.next_bus = self.next_bus.checked_add(1).ok_or(Errno::ENOSPC)?;
-            cfg.write8(bdf, reg::PRIMARY_BUS, bdf.bus);
-            cfg.write8(bdf, reg::SECONDARY_BUS, secondary);
-            cfg.write8(bdf, reg::SUBORDINATE_BUS, 0xff);
-            let parent_window = self.windows.get_mut(&bdf.bus).ok_or(Errno::ENOSPC)?;
-            let (windows, child) = resources::assign_bridge_windows(cfg, bdf, parent_window);
-            function.windows = Some(windows);
-            function.secondary = Some(secondary);
-            child_window = Some((secondary, child));
+        let parent_numbers = self.bus_numbers.get(&bdf.bus).copied();
+        match parent_numbers {
+            Some(range) if is_bridge && range.next <= range.limit => {
+                let secondary = range.next as u8;
+                cfg.write8(bdf, reg::PRIMARY_BUS, bdf.bus);
+                cfg.write8(bdf, reg::SECONDARY_BUS, secondary);
+                // Everything the parent still has, while the scan below runs.
+                cfg.write8(bdf, reg::SUBORDINATE_BUS, range.limit as u8);
+                self.bus_numbers.insert(secondary, BusNumbers { next: range.next + 1, limit: range.limit });
+                let parent_window = self.windows.get_mut(&bdf.bus).ok_or(Errno::ENOSPC)?;
+                let (windows, child) = resources::assign_bridge_windows(cfg, bdf, parent_window);
+                function.windows = Some(windows);
+                function.secondary = Some(secondary);
+                child_window = Some((secondary, child));
+            }
+            // No bus number left in the parent's range: the bridge is shown,
+            // with no buses, rather than given numbers nobody routes to it.
+            _ if is_bridge => cfg.write8(bdf, reg::SECONDARY_BUS, 0),
+            _ => {}
         }
         let name = format!("{bdf}");
         let dev = core.device_register(&name, Some(parent), Some(self.bus), Box::new(function))?;
@@ -175,8 +198,21 @@ impl Pci {
             self.bus_paths.insert(secondary, path);
             self.bus_parents.insert(secondary, dev);
             self.scan_bus(core, cfg, secondary);
-            // Leaf buses are never renumbered, so the range ends here.
-            cfg.write8(bdf, reg::SUBORDINATE_BUS, self.next_bus - 1);
+            // Close the range: what the scan used, plus the hot-plug reserve.
+            let limit = parent_numbers.map_or(255, |r| r.limit);
+            let used = self.bus_numbers[&secondary].next - 1;
+            let reserve = if hotplug::pciehp::is_hotplug_slot(cfg, bdf) { HOTPLUG_BUS_RESERVE } else { 0 };
+            let subordinate = used.max(u16::from(secondary) + u16::from(reserve)).min(limit);
+            cfg.write8(bdf, reg::SUBORDINATE_BUS, subordinate as u8);
+            if let Some(numbers) = self.bus_numbers.get_mut(&secondary) {
+                numbers.limit = subordinate;
+            }
+            if let Some(numbers) = self.bus_numbers.get_mut(&bdf.bus) {
+                numbers.next = subordinate + 1;
+            }
+            if let Some(f) = core.data_mut::<PciFunction>(dev) {
+                f.subordinate = Some(subordinate as u8);
+            }
         }
         Ok(dev)
     }
@@ -228,6 +264,16 @@ impl Pci {
             self.windows.remove(&bus);
             self.bus_paths.remove(&bus);
             self.bus_parents.remove(&bus);
+            self.bus_numbers.remove(&bus);
+        }
+        // Give the bridge's bus numbers back if nothing was numbered after
+        // them, so one slot can take a bridge again and again.
+        if let (Some(secondary), Some(subordinate)) = (function.secondary, function.subordinate) {
+            if let Some(numbers) = self.bus_numbers.get_mut(&function.bdf.bus) {
+                if numbers.next == u16::from(subordinate) + 1 {
+                    numbers.next = u16::from(secondary);
+                }
+            }
         }
     }
 }

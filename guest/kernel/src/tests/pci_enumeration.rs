@@ -172,21 +172,23 @@ fn bus_numbers_are_assigned_depth_first() {
         let f = cfg.function(segment, dev, 0).unwrap();
         [reg::PRIMARY_BUS, reg::SECONDARY_BUS, reg::SUBORDINATE_BUS].map(|r| f.read(r, 1))
     };
-    assert_eq!(buses(Segment::ROOT, 0x10), [0, 1, 2]);
+    // Root ports have hot-plug slots: their ranges keep HOTPLUG_BUS_RESERVE
+    // numbers beyond what they hold at boot.
+    assert_eq!(buses(Segment::ROOT, 0x10), [0, 1, 4]);
     assert_eq!(buses(first, 0), [1, 2, 2]);
-    assert_eq!(buses(Segment::ROOT, 0x11), [0, 3, 3]);
+    assert_eq!(buses(Segment::ROOT, 0x11), [0, 5, 8]);
     let paths: Vec<String> = core.bus_devices(pci.bus).into_iter().map(|d| core.device_path(d)).collect();
     assert!(paths.contains(&String::from("root/pci0/00:10.0/01:00.0/02:03.0")), "{paths:?}");
-    assert!(paths.contains(&String::from("root/pci0/00:11.0/03:00.0")), "{paths:?}");
+    assert!(paths.contains(&String::from("root/pci0/00:11.0/05:00.0")), "{paths:?}");
     assert_eq!(attr(&core, "bus/pci/devices/02:03.0/name"), "QEMU edu\n");
     // Swizzle: INTA of slot 3 behind slot 0 behind root slot 16:
     // (0 + 3 + 0 + 16) mod 4 = 3 -> PIRQD -> 11.
     assert_eq!(function(&core, &pci, Bdf::new(2, 3, 0)).irq_line, 11);
-    assert_eq!(function(&core, &pci, Bdf::new(3, 0, 0)).irq_line, 10, "(0 + 0 + 17) mod 4 = 1 -> PIRQB");
+    assert_eq!(function(&core, &pci, Bdf::new(5, 0, 0)).irq_line, 10, "(0 + 0 + 17) mod 4 = 1 -> PIRQB");
 
     // Boot-time functions behind a root port live in its window.
     let window = function(&core, &pci, Bdf::new(0, 0x11, 0)).windows.unwrap().mem.unwrap();
-    let net = function(&core, &pci, Bdf::new(3, 0, 0));
+    let net = function(&core, &pci, Bdf::new(5, 0, 0));
     assert_eq!(net.bars.len(), 2);
     assert!(net.bars.iter().all(|b| inside(b, window)), "{:x?} outside {window:x?}", net.bars);
     assert_programmed(&cfg, second, &net);
@@ -250,8 +252,8 @@ fn a_function_added_later_gets_resources_and_registers() {
     assert_eq!(
         events,
         [
-            "add root/pci0/00:11.0/02:00.0 SUBSYSTEM=pci PCI_CLASS=20000 PCI_ID=1AF4:1000 PCI_SLOT_NAME=02:00.0 SEQNUM=7",
-            "add root/pci0/00:11.0/02:00.1 SUBSYSTEM=pci PCI_CLASS=10000 PCI_ID=1AF4:1001 PCI_SLOT_NAME=02:00.1 SEQNUM=8",
+            "add root/pci0/00:11.0/05:00.0 SUBSYSTEM=pci PCI_CLASS=20000 PCI_ID=1AF4:1000 PCI_SLOT_NAME=05:00.0 SEQNUM=7",
+            "add root/pci0/00:11.0/05:00.1 SUBSYSTEM=pci PCI_CLASS=10000 PCI_ID=1AF4:1001 PCI_SLOT_NAME=05:00.1 SEQNUM=8",
         ]
     );
 }
@@ -325,7 +327,7 @@ fn a_bridge_without_an_io_window_leaves_io_bars_unassigned() {
     let port_mem = port.windows.unwrap().mem.unwrap();
     assert_eq!(
         attr(&core, "root/pci0/00:10.0/resource"),
-        format!("window io none\nwindow mem {:#x}-{:#x}\n", port_mem.0, port_mem.1)
+        format!("buses 01-01\nwindow io none\nwindow mem {:#x}-{:#x}\n", port_mem.0, port_mem.1)
     );
     let dev = function(&core, &pci, Bdf::new(1, 0, 0));
     assert_eq!(dev.bars[0].base, None);
@@ -415,7 +417,9 @@ fn the_q35_snapshot_shows_multi_line_resources_escaped() {
     );
     let port = snapshot::render(&core, Some("root/pci0/00:10.0")).unwrap();
     assert!(
-        port.contains("f root/pci0/00:10.0/resource window io 0xc000-0xcfff\\nwindow mem 0xc0000000-0xc03fffff\n"),
+        port.contains(
+            "f root/pci0/00:10.0/resource buses 01-04\\nwindow io 0xc000-0xcfff\\nwindow mem 0xc0000000-0xc03fffff\n"
+        ),
         "{port}"
     );
 }
@@ -448,6 +452,35 @@ fn forgetting_a_bridge_forgets_every_bus_below_it() {
     for bdf in [Bdf::new(1, 0, 0), Bdf::new(2, 1, 0), Bdf::new(3, 0, 0)] {
         assert_eq!(pci.function(bdf), None, "{bdf} is gone");
     }
-    assert_eq!(pci.bridges(&core.borrow()), [(Bdf::new(0, 0x10, 0), 1), (Bdf::new(0, 0x11, 0), 4)]);
+    assert_eq!(pci.bridges(&core.borrow()), [(Bdf::new(0, 0x10, 0), 1), (Bdf::new(0, 0x11, 0), 5)]);
     assert_eq!(pci.scan_slot(&mut core.borrow_mut(), &cfg, 3, 0), 0, "bus 3 has no parent any more");
+}
+
+/// A bridge hot-added behind a root port gets its bus number from the
+/// port's reserved range (so config cycles reach it), and gives it back
+/// when it goes, so the slot can take a bridge again.
+#[test]
+fn a_hot_added_bridge_is_numbered_inside_its_root_ports_range() {
+    let cfg = FakePci::q35();
+    let (mut core, mut pci) = boot(&cfg);
+    let port = cfg.child_segment(Segment::ROOT, 0x10, 0).unwrap();
+    for round in 0..3 {
+        cfg.insert(port, 0, 0, FakeFunction::bridge(0x1b36, 0x000e));
+        assert_eq!(pci.scan_slot(&mut core, &cfg, 1, 0), 1, "round {round}");
+        let bridge = function(&core, &pci, Bdf::new(1, 0, 0));
+        assert_eq!((bridge.secondary, bridge.subordinate), (Some(2), Some(2)), "round {round}: inside 01-04");
+        let f = cfg.function(port, 0, 0).unwrap();
+        assert_eq!([reg::PRIMARY_BUS, reg::SECONDARY_BUS, reg::SUBORDINATE_BUS].map(|r| f.read(r, 1)), [1, 2, 2]);
+        // Unplugged: out of the model and out of the PCI bookkeeping.
+        let dev = pci.function(bridge.bdf).unwrap();
+        let shared = alloc::rc::Rc::new(core::cell::RefCell::new(core));
+        let mut exec = Executor::new();
+        let c = shared.clone();
+        exec.spawner().spawn(async move { device_unregister(&c, dev).await.expect("unregister") });
+        exec.run_pass();
+        pci.forget(&bridge);
+        cfg.remove(port, 0, 0);
+        drop(exec);
+        core = alloc::rc::Rc::try_unwrap(shared).ok().expect("no other owner").into_inner();
+    }
 }

@@ -324,8 +324,9 @@ l bus/pci/devices/00:1f.3 -> ../../../root/pci0/00:1f.3
 "
     );
     assert!(
-        payload(&messages, "2")
-            .contains("f root/pci0/00:11.0/resource window io 0xd000-0xdfff\\nwindow mem 0xc0400000-0xc07fffff\n"),
+        payload(&messages, "2").contains(
+            "f root/pci0/00:11.0/resource buses 05-08\\nwindow io 0xd000-0xdfff\\nwindow mem 0xc0400000-0xc07fffff\n"
+        ),
         "{messages:?}"
     );
     assert_eq!(uevents(&messages).len(), 6, "one add per function");

@@ -57,10 +57,8 @@ impl Slot {
     /// A slot if the bridge has a PCIe capability with a hot-plug capable
     /// slot.
     pub fn probe(cfg: &dyn ConfigSpace, bridge: Bdf, secondary: u8) -> Option<Slot> {
-        let cap = find_capability(cfg, bridge, CAP_ID_PCIE)?;
-        let implemented = cfg.read16(bridge, cap + PCIE_FLAGS) & FLAGS_SLOT_IMPLEMENTED != 0;
-        let hotplug = cfg.read32(bridge, cap + SLTCAP) & SLTCAP_HPC != 0;
-        (implemented && hotplug).then(|| Slot { bridge, cap, secondary, removing: Rc::new(Cell::new(false)) })
+        let cap = hotplug_slot_capability(cfg, bridge)?;
+        Some(Slot { bridge, cap, secondary, removing: Rc::new(Cell::new(false)) })
     }
 
     pub fn bridge(&self) -> alloc::string::String {
@@ -121,6 +119,19 @@ impl Slot {
             removing.set(false);
         });
     }
+}
+
+/// The PCIe capability's offset if the bridge has a hot-plug capable slot.
+fn hotplug_slot_capability(cfg: &dyn ConfigSpace, bridge: Bdf) -> Option<u8> {
+    let cap = find_capability(cfg, bridge, CAP_ID_PCIE)?;
+    let implemented = cfg.read16(bridge, cap + PCIE_FLAGS) & FLAGS_SLOT_IMPLEMENTED != 0;
+    let hotplug = cfg.read32(bridge, cap + SLTCAP) & SLTCAP_HPC != 0;
+    (implemented && hotplug).then_some(cap)
+}
+
+/// Does the bridge have a native hot-plug slot?
+pub fn is_hotplug_slot(cfg: &dyn ConfigSpace, bridge: Bdf) -> bool {
+    hotplug_slot_capability(cfg, bridge).is_some()
 }
 
 /// Power the slot on (power indicator on) or off (indicator off too: QEMU
