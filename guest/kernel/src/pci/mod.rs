@@ -268,12 +268,11 @@ impl Pci {
         }
         // Give the bridge's bus numbers back if nothing was numbered after
         // them, so one slot can take a bridge again and again.
-        if let (Some(secondary), Some(subordinate)) = (function.secondary, function.subordinate) {
-            if let Some(numbers) = self.bus_numbers.get_mut(&function.bdf.bus) {
-                if numbers.next == u16::from(subordinate) + 1 {
-                    numbers.next = u16::from(secondary);
-                }
-            }
+        if let (Some(secondary), Some(subordinate)) = (function.secondary, function.subordinate)
+            && let Some(numbers) = self.bus_numbers.get_mut(&function.bdf.bus)
+            && numbers.next == u16::from(subordinate) + 1
+        {
+            numbers.next = u16::from(secondary);
         }
     }
 }
