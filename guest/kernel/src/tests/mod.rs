@@ -153,6 +153,17 @@ impl Fixture {
     }
 }
 
+/// Full uevent lines (`<action> <devpath> KEY=VALUE...`); panics on a BUG.
+pub(crate) fn uevent_lines(events: impl IntoIterator<Item = KernelEvent>) -> Vec<String> {
+    events
+        .into_iter()
+        .map(|e| match e {
+            KernelEvent::Uevent(u) => u.to_line(),
+            KernelEvent::Bug(text) => panic!("unexpected BUG: {text}"),
+        })
+        .collect()
+}
+
 /// `SEQNUM` of a uevent.
 pub(crate) fn seqnum(u: &Uevent) -> u64 {
     let (_, value) = u.env.iter().find(|(k, _)| *k == "SEQNUM").expect("every uevent has a SEQNUM");

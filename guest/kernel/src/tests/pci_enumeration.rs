@@ -7,7 +7,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::base::{Core, DeviceId, DeviceState, KernelEvent, device_unregister};
+use crate::base::{Core, DeviceId, DeviceState, device_unregister};
 use crate::driverfs::snapshot;
 use crate::executor::Executor;
 use crate::pci::Pci;
@@ -15,6 +15,8 @@ use crate::pci::config::{Bdf, reg};
 use crate::pci::device::PciFunction;
 use crate::pci::fake::{FakeBar, FakeFunction, FakePci, Segment};
 use crate::pci::resources::{Bar, BarKind};
+
+use super::uevent_lines;
 
 const ROOT_IO: (u64, u64) = (0xc000, 0xffff);
 const ROOT_MEM: (u64, u64) = (0xc000_0000, 0xfebf_ffff);
@@ -241,14 +243,7 @@ fn a_function_added_later_gets_resources_and_registers() {
     // Root slot 17: INTA -> (0 + 17) mod 4 = 1 -> 10; INTB -> 2 -> 11.
     assert_eq!(net.irq_line, 10);
     assert_eq!(function(&core, &pci, Bdf::new(secondary, 0, 1)).irq_line, 11);
-    let events: Vec<String> = core
-        .take_events()
-        .into_iter()
-        .map(|e| match e {
-            KernelEvent::Uevent(u) => u.to_line(),
-            KernelEvent::Bug(text) => panic!("BUG: {text}"),
-        })
-        .collect();
+    let events: Vec<String> = uevent_lines(core.take_events());
     assert_eq!(
         events,
         [

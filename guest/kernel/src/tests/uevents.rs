@@ -5,7 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{Fixture, seqnum};
+use super::{Fixture, seqnum, uevent_lines};
 use crate::base::{Core, KernelEvent};
 use crate::testbus::TestBus;
 
@@ -13,14 +13,7 @@ use crate::testbus::TestBus;
 fn registration_sends_add_then_bind_with_the_bus_and_driver() {
     let fx = Fixture::new();
     fx.add("t1", None);
-    let lines: Vec<String> = fx
-        .events()
-        .into_iter()
-        .map(|e| match e {
-            KernelEvent::Uevent(u) => u.to_line(),
-            KernelEvent::Bug(text) => panic!("BUG: {text}"),
-        })
-        .collect();
+    let lines: Vec<String> = uevent_lines(fx.events());
     assert_eq!(
         lines,
         [
