@@ -16,39 +16,46 @@ pub struct QemuFunction {
     pub device: u16,
     /// 16-bit base class + subclass.
     pub class: u16,
-    /// (bar, kind, address, size) with kind "io" or "mem".
-    pub bars: Vec<(u8, &'static str, u64, u64)>,
+    /// (bar, kind, address, size) with kind "io" or "mem"; QEMU gives -1
+    /// as the address of a BAR it does not map.
+    pub bars: Vec<(u8, &'static str, i64, u64)>,
     /// Secondary and subordinate bus numbers, for bridges.
     pub buses: Option<(u8, u8)>,
     pub qdev_id: String,
+    /// Where the guest must show it: `root/pci0/<bb:ss.f>`, nested under
+    /// each bridge on the way.
+    pub devpath: String,
 }
 
 /// Flatten `query-pci` (devices behind bridges included).
 pub fn flatten_query_pci(buses: &[qapi::qmp::PciInfo]) -> Vec<QemuFunction> {
-    fn walk(devices: &[PciDeviceInfo], out: &mut Vec<QemuFunction>) {
+    fn walk(devices: &[PciDeviceInfo], parent: &str, out: &mut Vec<QemuFunction>) {
         for d in devices {
+            let name = format!("{:02x}:{:02x}.{}", d.bus, d.slot, d.function);
+            let devpath = format!("{parent}/{name}");
             let bars = d
                 .regions
                 .iter()
-                .map(|r| (r.bar as u8, if r.type_ == "io" { "io" } else { "mem" }, r.address as u64, r.size as u64))
+                .map(|r| (r.bar as u8, if r.type_ == "io" { "io" } else { "mem" }, r.address, r.size as u64))
                 .collect();
             out.push(QemuFunction {
-                name: format!("{:02x}:{:02x}.{}", d.bus, d.slot, d.function),
+                name,
                 vendor: d.id.vendor as u16,
                 device: d.id.device as u16,
                 class: d.class_info.class as u16,
                 bars,
                 buses: d.pci_bridge.as_ref().map(|b| (b.bus.secondary as u8, b.bus.subordinate as u8)),
                 qdev_id: d.qdev_id.clone(),
+                devpath: devpath.clone(),
             });
             if let Some(children) = d.pci_bridge.as_ref().and_then(|b| b.devices.as_ref()) {
-                walk(children, out);
+                walk(children, &devpath, out);
             }
         }
     }
     let mut out = Vec::new();
     for bus in buses {
-        walk(&bus.devices, &mut out);
+        walk(&bus.devices, "root/pci0", &mut out);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
@@ -112,7 +119,13 @@ pub fn pci_matches_qemu(snapshot: &Snapshot, qemu: &[QemuFunction]) -> Result<()
                 problems.push(format!("{} BAR{bar} ({kind}, {size:#x} bytes) is missing from resource", f.name));
                 continue;
             };
-            let want = format!("{:#x}-{:#x}", address, address + size - 1);
+            let Some(end) = u64::try_from(*address).ok().and_then(|a| a.checked_add(size.saturating_sub(1))) else {
+                if !line.contains("unassigned") {
+                    problems.push(format!("{} BAR{bar}: QEMU does not map it, guest says {line:?}", f.name));
+                }
+                continue;
+            };
+            let want = format!("{address:#x}-{end:#x}");
             let kind_ok = if *kind == "io" { line.contains(" io ") } else { line.contains(" mem") };
             if !line.ends_with(&want) || !kind_ok {
                 problems.push(format!("{} BAR{bar}: guest {line:?}, QEMU {kind} {want}", f.name));

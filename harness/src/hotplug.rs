@@ -2,8 +2,9 @@
 //!
 //! `plug`: `device_add`, then wait for the guest's `add` uevent for the
 //! device path QEMU's own `query-pci` places it at. `unplug`: `device_del`,
-//! then wait for both QEMU's DEVICE_DELETED (matched on `data.device`) and
-//! the guest's `remove` uevent, and record which came first. A refusal is a
+//! then wait for the guest's `remove` uevent, its `* hotplug eject <bb:ss>`
+//! notice and QEMU's DEVICE_DELETED (matched on `data.device`), and record
+//! whether the guest removed before it ejected. A refusal is a
 //! [`QmpError::Qemu`] with QEMU's text; the VM stays usable.
 
 use std::time::{Duration, Instant};
@@ -52,13 +53,15 @@ pub struct Plugged {
     pub add_latency: Duration,
 }
 
-/// Which side finished an unplug first.
+/// What the guest did first on an unplug request, as it told the channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnplugOrder {
-    /// The guest announced `remove`, then QEMU sent DEVICE_DELETED: the
-    /// guest removed the device from its model before ejecting it.
-    GuestFirst,
-    QemuFirst,
+    /// `remove`, then `hotplug eject`: the device left the model (reads
+    /// drained) before QEMU was allowed to finish the unplug.
+    RemovedBeforeEject,
+    /// The eject came first: QEMU could free the device while the guest
+    /// still had it in its tree.
+    EjectedBeforeRemoval,
 }
 
 #[derive(Clone, Debug)]
@@ -95,27 +98,13 @@ impl Vm {
         self.qmp.execute(qapi::qmp::device_del { id: id.into() }).await.map(drop)
     }
 
-    /// Where the guest's snapshot must show the PCI device QEMU calls `id`:
-    /// `root/pci0/<bb:ss.f>`, nested under each bridge on the way.
+    /// Where the guest's snapshot must show the PCI device QEMU calls `id`.
     pub async fn pci_devpath(&self, id: &str) -> Result<String> {
-        let buses = self.qmp(qapi::qmp::query_pci {}).await?;
-        fn find(devices: &[qapi::qmp::PciDeviceInfo], prefix: &str, id: &str) -> Option<String> {
-            for d in devices {
-                let path = format!("{prefix}/{:02x}:{:02x}.{}", d.bus, d.slot, d.function);
-                if d.qdev_id == id {
-                    return Some(path);
-                }
-                if let Some(found) =
-                    d.pci_bridge.as_ref().and_then(|b| b.devices.as_ref()).and_then(|c| find(c, &path, id))
-                {
-                    return Some(found);
-                }
-            }
-            None
-        }
-        buses
-            .iter()
-            .find_map(|b| find(&b.devices, "root/pci0", id))
+        let functions = self.query_pci().await?;
+        functions
+            .into_iter()
+            .find(|f| f.qdev_id == id)
+            .map(|f| f.devpath)
             .with_context(|| format!("QEMU's query-pci does not list a device with id {id:?}"))
     }
 
@@ -126,36 +115,36 @@ impl Vm {
         let returned = Instant::now();
         let devpath = self.pci_devpath(&plug.id).await?;
         let what = format!("add {devpath} (device_add {} id={})", plug.driver, plug.id);
-        let matches = |u: &crate::control::Uevent| u.action == "add" && u.devpath == devpath;
-        let index = self
-            .within(&format!("the uevent {what}"), self.config.timeouts.event, async {
-                Ok(self.control.wait_uevent(cursor, matches).await?.0)
-            })
-            .await?;
-        let at = self.control.uevent_received_at(index).unwrap_or_else(Instant::now);
-        Ok(Plugged { id: plug.id.clone(), devpath, add_latency: at.saturating_duration_since(returned) })
+        let added = self.wait_uevent(cursor, &what, |u| u.action == "add" && u.devpath == devpath).await?;
+        Ok(Plugged { id: plug.id.clone(), devpath, add_latency: added.at.saturating_duration_since(returned) })
     }
 
-    /// Remove a PCI device: `device_del`, then wait for DEVICE_DELETED and
-    /// the guest's `remove` uevent.
+    /// Remove a PCI device: `device_del`, then wait for the guest's `remove`
+    /// uevent, its eject notice and QEMU's DEVICE_DELETED. The order of
+    /// `remove` and the eject notice is causal (one channel, written by the
+    /// guest in that order), unlike arrival times across channels.
     pub async fn unplug(&self, id: &str) -> Result<Unplugged> {
         let devpath = self.pci_devpath(id).await?;
-        let (ucursor, qcursor) = (self.control.uevent_cursor(), self.qmp.cursor());
+        let slot = eject_notice_slot(&devpath)?;
+        let (ucursor, ncursor, qcursor) =
+            (self.control.uevent_cursor(), self.control.notice_cursor(), self.qmp.cursor());
         self.device_del(id).await.with_context(|| format!("device_del {id}"))?;
         let returned = Instant::now();
+        let (remove_what, eject_notice) = (format!("remove {devpath}"), format!("hotplug eject {slot}"));
+        let removed = self.wait_uevent(ucursor, &remove_what, |u| u.action == "remove" && u.devpath == devpath);
+        let ejected = self.wait_notice(ncursor, &eject_notice, |n| n == eject_notice);
         let deleted = self.wait_device_deleted(qcursor, id);
-        let what = format!("the uevent remove {devpath}");
-        let removed = self.within(&what, self.config.timeouts.event, async {
-            Ok(self.control.wait_uevent(ucursor, |u| u.action == "remove" && u.devpath == devpath).await?.0)
-        });
-        let (deleted_at, removed_index) = tokio::try_join!(deleted, removed)?;
-        let removed_at = self.control.uevent_received_at(removed_index).unwrap_or_else(Instant::now);
-        let order = if removed_at <= deleted_at { UnplugOrder::GuestFirst } else { UnplugOrder::QemuFirst };
+        let (removed, ejected, deleted_at) = tokio::try_join!(removed, ejected, deleted)?;
+        let order = if removed.frame < ejected.frame {
+            UnplugOrder::RemovedBeforeEject
+        } else {
+            UnplugOrder::EjectedBeforeRemoval
+        };
         Ok(Unplugged {
             id: id.into(),
             devpath,
             deleted_after: deleted_at.saturating_duration_since(returned),
-            removed_after: removed_at.saturating_duration_since(returned),
+            removed_after: removed.at.saturating_duration_since(returned),
             order,
         })
     }
@@ -181,5 +170,15 @@ impl Vm {
         let list = self.qmp.execute_raw("qom-list", serde_json::json!({"path": "/machine/peripheral"})).await?;
         let Some(entries) = list.as_array() else { bail!("qom-list returned {list}") };
         Ok(entries.iter().any(|e| e.get("name").and_then(Value::as_str) == Some(id)))
+    }
+}
+
+/// `<bb:ss>` of a function's devpath, as the guest names the slot in its
+/// eject notice (`root/pci0/00:10.0/05:00.0` → `05:00`).
+fn eject_notice_slot(devpath: &str) -> Result<String> {
+    let name = devpath.rsplit('/').next().unwrap_or_default();
+    match name.rsplit_once('.') {
+        Some((slot, _)) if slot.len() == 5 => Ok(slot.to_string()),
+        _ => bail!("{devpath} does not end in a PCI function name"),
     }
 }

@@ -20,6 +20,7 @@ pub mod guest;
 pub mod hotplug;
 pub mod matrix;
 pub mod media;
+pub mod pending;
 pub mod profile;
 pub mod qemu;
 pub mod qmp;

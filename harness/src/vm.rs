@@ -17,6 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::artifacts::Artifacts;
+use crate::control::client::Received;
 use crate::control::{Control, ControlError, PendingReply};
 use crate::driverfs::Snapshot;
 use crate::profile::Profile;
@@ -408,12 +409,23 @@ impl Vm {
         from: usize,
         what: &str,
         matches: impl Fn(&crate::control::Uevent) -> bool,
-    ) -> Result<crate::control::Uevent> {
+    ) -> Result<Received<crate::control::Uevent>> {
         let what = format!("the uevent {what}");
-        self.within(&what, self.config.timeouts.event, async {
-            Ok(self.control.wait_uevent(from, &matches).await.map(|(_, u)| u)?)
-        })
-        .await
+        self.within(&what, self.config.timeouts.event, async { Ok(self.control.wait_uevent(from, &matches).await?) })
+            .await
+    }
+
+    /// Wait for a `* <notice>` line from the guest at or after position
+    /// `from` (take it with `vm.control.notice_cursor()`).
+    pub async fn wait_notice(
+        &self,
+        from: usize,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<Received<String>> {
+        let what = format!("the guest's notice {what:?}");
+        self.within(&what, self.config.timeouts.event, async { Ok(self.control.wait_notice(from, &matches).await?) })
+            .await
     }
 
     /// Poll the guest's stats until `condition` holds (a pending removal
@@ -452,17 +464,10 @@ impl Vm {
     pub async fn shutdown(mut self) -> Result<()> {
         let pending = self.send("poweroff").await?;
         let t = self.config.timeouts;
-        let mut exit = self.exit.clone();
+        let exit = self.exit.clone();
         let wait_exit = async {
             let _ = pending.wait_for(t.shutdown).await;
-            loop {
-                if let Some(e) = *exit.borrow() {
-                    return e;
-                }
-                if exit.changed().await.is_err() {
-                    return GuestExit::Other(-1);
-                }
-            }
+            exited(exit).await
         };
         let ended = tokio::time::timeout(t.shutdown, wait_exit).await.map_err(|_| {
             self.enrich(anyhow!("timed out after {:?} waiting for QEMU to exit after poweroff", t.shutdown))
@@ -482,24 +487,9 @@ impl Vm {
 
     /// Wait until QEMU has exited and say how.
     pub async fn wait_exit(&self, timeout: Duration) -> Result<GuestExit> {
-        let mut exit = self.exit.clone();
-        tokio::time::timeout(timeout, async {
-            loop {
-                if let Some(e) = *exit.borrow() {
-                    return e;
-                }
-                if exit.changed().await.is_err() {
-                    return GuestExit::Other(-1);
-                }
-            }
-        })
-        .await
-        .map_err(|_| anyhow!("timed out after {timeout:?} waiting for QEMU to exit"))
-    }
-
-    /// QEMU's standard error so far.
-    pub fn qemu_stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        tokio::time::timeout(timeout, exited(self.exit.clone()))
+            .await
+            .map_err(|_| anyhow!("timed out after {timeout:?} waiting for QEMU to exit"))
     }
 }
 
@@ -543,6 +533,19 @@ fn ensure_images() -> Result<()> {
         .map_err(|e| anyhow!("building the disk and CD images in {}: {e}", images::dir().display()))
 }
 
+/// Resolves with how QEMU ended, once it has. (`Other(-1)` if the watcher
+/// is gone, which only happens when the runtime shuts down.)
+async fn exited(mut exit: ExitWatch) -> GuestExit {
+    loop {
+        if let Some(e) = *exit.borrow() {
+            return e;
+        }
+        if exit.changed().await.is_err() {
+            return GuestExit::Other(-1);
+        }
+    }
+}
+
 /// The waiting logic shared by boot (before a `Vm` exists) and `Vm::within`.
 struct Starting {
     exit: ExitWatch,
@@ -555,36 +558,6 @@ struct Starting {
 impl Starting {
     async fn within<T>(&mut self, what: &str, timeout: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
         let exit = self.exit.clone();
-        let exited = async move {
-            let mut exit = exit;
-            loop {
-                if let Some(e) = *exit.borrow() {
-                    return e;
-                }
-                if exit.changed().await.is_err() {
-                    return GuestExit::Other(-1);
-                }
-            }
-        };
-        let exited_soon = {
-            let exit = self.exit.clone();
-            move || async move {
-                let mut exit = exit;
-                tokio::time::timeout(Duration::from_millis(500), async {
-                    loop {
-                        if let Some(e) = *exit.borrow() {
-                            return Some(e);
-                        }
-                        if exit.changed().await.is_err() {
-                            return None;
-                        }
-                    }
-                })
-                .await
-                .ok()
-                .flatten()
-            }
-        };
         tokio::select! {
             biased;
             result = fut => match result {
@@ -597,7 +570,7 @@ impl Starting {
                 }
                 // A channel that breaks usually means QEMU is exiting: say
                 // how it ended rather than just "connection reset".
-                Err(e) => match exited_soon().await {
+                Err(e) => match tokio::time::timeout(Duration::from_millis(500), exited(exit)).await.ok() {
                     Some(status) => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         Err(e.context(format!("{status} while waiting for {what}{}", self.last_words())))
@@ -605,7 +578,7 @@ impl Starting {
                     None => Err(e.context(format!("while waiting for {what}"))),
                 },
             },
-            status = exited => {
+            status = exited(self.exit.clone()) => {
                 // Let QEMU's stderr reader and the channels catch up with
                 // what was said before the exit.
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -2,7 +2,7 @@
 //! that tag. Requests may overlap (a held read and the removal it blocks),
 //! so every request gets its own tag and waits independently.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::frame::{Decoder, Frame, ProtocolError, Uevent};
+use crate::pending::{Pending, Reply};
 use crate::transcript::Transcript;
 
-/// Longest request line the guest accepts (contract 2).
+/// Longest request line the guest accepts (contract 2), tag included.
 pub const MAX_REQUEST: usize = 4096;
+/// Room kept for the tag and its space.
+const TAG_ROOM: usize = 24;
 /// Most uevents kept: far beyond any scenario, and a bound on what a guest
 /// gone wild can make the harness hold.
 pub const MAX_UEVENTS: usize = 1_000_000;
@@ -62,18 +65,29 @@ impl fmt::Display for ControlError {
 
 impl std::error::Error for ControlError {}
 
-type Pending = HashMap<String, oneshot::Sender<Result<Vec<u8>, ControlError>>>;
+/// A uevent or notice, with its position among everything the guest sent.
+/// Positions on one channel are causal: the guest wrote them in that order.
+#[derive(Clone, Debug)]
+pub struct Received<T> {
+    pub frame: u64,
+    pub at: Instant,
+    pub item: T,
+}
+
+#[derive(Default)]
+struct Log {
+    uevents: Vec<Received<Uevent>>,
+    /// Other `* ...` lines (e.g. `hotplug eject 00:05`), in order.
+    notices: Vec<Received<String>>,
+    bugs: Vec<String>,
+    /// Tags whose reply has arrived.
+    answered: HashSet<String>,
+}
 
 struct Shared {
-    pending: Mutex<Pending>,
-    /// Tags whose reply has arrived.
-    answered: Mutex<std::collections::HashSet<String>>,
-    uevents: Mutex<Vec<Uevent>>,
-    /// When each uevent was read, in the same order.
-    uevent_times: Mutex<Vec<Instant>>,
-    bugs: Mutex<Vec<String>>,
-    /// Set once; every later request fails with it.
-    failure: Mutex<Option<ControlError>>,
+    pending: Pending<String, Vec<u8>, ControlError>,
+    log: Mutex<Log>,
+    /// Bumped on every frame and when the channel fails.
     changed: watch::Sender<u64>,
 }
 
@@ -83,7 +97,6 @@ pub struct Control {
     shared: Arc<Shared>,
     next_tag: Arc<AtomicU64>,
     transcript: Transcript,
-    uevent_log: Transcript,
     pub request_timeout: Duration,
 }
 
@@ -92,7 +105,7 @@ pub struct PendingReply {
     request: String,
     tag: String,
     shared: Arc<Shared>,
-    rx: oneshot::Receiver<Result<Vec<u8>, ControlError>>,
+    rx: Reply<Vec<u8>, ControlError>,
     timeout: Duration,
 }
 
@@ -111,9 +124,10 @@ impl PendingReply {
         }
     }
 
-    /// Has the reply (or a channel failure) arrived? Does not consume it.
+    /// Has the reply arrived? Does not consume it. (A failed channel is not
+    /// an answer: `wait` reports that.)
     pub fn is_answered(&self) -> bool {
-        self.shared.answered.lock().unwrap().contains(&self.tag) || self.shared.failure.lock().unwrap().is_some()
+        self.shared.log.lock().unwrap().answered.contains(&self.tag)
     }
 
     pub fn request(&self) -> &str {
@@ -131,43 +145,47 @@ impl Control {
         let stream = UnixStream::connect(path).await?;
         let (read, write) = stream.into_split();
         let (changed, _) = watch::channel(0);
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(HashMap::new()),
-            answered: Mutex::new(std::collections::HashSet::new()),
-            uevents: Mutex::new(Vec::new()),
-            uevent_times: Mutex::new(Vec::new()),
-            bugs: Mutex::new(Vec::new()),
-            failure: Mutex::new(None),
-            changed,
-        });
-        tokio::spawn(read_loop(read, Arc::clone(&shared), transcript.clone(), uevent_log.clone()));
+        let shared = Arc::new(Shared { pending: Pending::default(), log: Mutex::new(Log::default()), changed });
+        tokio::spawn(read_loop(read, Arc::clone(&shared), transcript.clone(), uevent_log));
         Ok(Control {
             writer: Arc::new(tokio::sync::Mutex::new(write)),
             shared,
             next_tag: Arc::new(AtomicU64::new(1)),
             transcript,
-            uevent_log,
             request_timeout,
         })
     }
 
     /// Send a request now; await its reply later with [`PendingReply::wait`].
+    /// Sending is bounded by the request timeout too: a guest that stops
+    /// reading its UART must not hang the harness. A write that times out
+    /// may have left half a line, so the channel is then failed for good.
     pub async fn send(&self, request: &str) -> Result<PendingReply, ControlError> {
-        if request.len() > MAX_REQUEST - 24 || request.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
-            return Err(ControlError::BadRequest(format!("not a printable ASCII line of at most {MAX_REQUEST} bytes")));
-        }
-        if let Some(e) = self.shared.failure.lock().unwrap().clone() {
-            return Err(e);
+        if request.len() > MAX_REQUEST - TAG_ROOM || request.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+            let limit = MAX_REQUEST - TAG_ROOM;
+            return Err(ControlError::BadRequest(format!("not a printable ASCII line of at most {limit} bytes")));
         }
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed).to_string();
-        let (tx, rx) = oneshot::channel();
-        self.shared.pending.lock().unwrap().insert(tag.clone(), tx);
+        let rx = self.shared.pending.register(tag.clone())?;
         let line = format!("{tag} {request}\n");
         self.transcript.line("->", line.trim_end());
-        let mut w = self.writer.lock().await;
-        if let Err(e) = w.write_all(line.as_bytes()).await {
-            self.shared.pending.lock().unwrap().remove(&tag);
-            return Err(ControlError::Closed(format!("sending {request:?}: {e}")));
+        let written = tokio::time::timeout(self.request_timeout, async {
+            self.writer.lock().await.write_all(line.as_bytes()).await
+        })
+        .await;
+        let failure = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(ControlError::Closed(format!("sending {request:?}: {e}"))),
+            Err(_) => Some(ControlError::Closed(format!(
+                "the guest did not take {request:?} within {:?}; channel abandoned",
+                self.request_timeout
+            ))),
+        };
+        if let Some(e) = failure {
+            self.shared.pending.cancel(&tag);
+            self.shared.pending.fail(e.clone());
+            self.shared.changed.send_modify(|n| *n += 1);
+            return Err(e);
         }
         Ok(PendingReply {
             request: request.to_string(),
@@ -191,31 +209,46 @@ impl Control {
 
     /// Every uevent received so far, in arrival order.
     pub fn uevents(&self) -> Vec<Uevent> {
-        self.shared.uevents.lock().unwrap().clone()
+        self.shared.log.lock().unwrap().uevents.iter().map(|r| r.item.clone()).collect()
     }
 
     /// Position in the uevent log, for [`Control::wait_uevent`].
     pub fn uevent_cursor(&self) -> usize {
-        self.shared.uevents.lock().unwrap().len()
+        self.shared.log.lock().unwrap().uevents.len()
     }
 
-    /// Wait for the first uevent at or after `from` that matches; returns
-    /// its position and the event. Fails when the channel fails first.
-    /// Callers put their own deadline around this.
+    /// Position in the notice log, for [`Control::wait_notice`].
+    pub fn notice_cursor(&self) -> usize {
+        self.shared.log.lock().unwrap().notices.len()
+    }
+
+    /// Wait for the first uevent at or after position `from` that matches.
+    /// Fails when the channel fails first. Callers put their own deadline
+    /// around this.
     pub async fn wait_uevent(
         &self,
         from: usize,
         matches: impl Fn(&Uevent) -> bool,
-    ) -> Result<(usize, Uevent), ControlError> {
+    ) -> Result<Received<Uevent>, ControlError> {
+        self.wait_log(|log| log.uevents.iter().skip(from).find(|r| matches(&r.item)).cloned()).await
+    }
+
+    /// Wait for the first notice at or after position `from` that matches.
+    pub async fn wait_notice(
+        &self,
+        from: usize,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<Received<String>, ControlError> {
+        self.wait_log(|log| log.notices.iter().skip(from).find(|r| matches(&r.item)).cloned()).await
+    }
+
+    async fn wait_log<T>(&self, find: impl Fn(&Log) -> Option<T>) -> Result<T, ControlError> {
         let mut rx = self.shared.changed.subscribe();
         loop {
-            {
-                let uevents = self.shared.uevents.lock().unwrap();
-                if let Some((i, u)) = uevents.iter().enumerate().skip(from).find(|(_, u)| matches(u)) {
-                    return Ok((i, u.clone()));
-                }
+            if let Some(found) = find(&self.shared.log.lock().unwrap()) {
+                return Ok(found);
             }
-            if let Some(e) = self.shared.failure.lock().unwrap().clone() {
+            if let Some(e) = self.shared.pending.failure() {
                 return Err(e);
             }
             if rx.changed().await.is_err() {
@@ -224,42 +257,21 @@ impl Control {
         }
     }
 
-    /// When the uevent at `index` was read.
-    pub fn uevent_received_at(&self, index: usize) -> Option<Instant> {
-        self.shared.uevent_times.lock().unwrap().get(index).copied()
-    }
-
     /// `* bug` lines received so far (BUGs and panics).
     pub fn bugs(&self) -> Vec<String> {
-        self.shared.bugs.lock().unwrap().clone()
+        self.shared.log.lock().unwrap().bugs.clone()
     }
 
     /// Why the channel failed, if it did.
     pub fn failure(&self) -> Option<ControlError> {
-        self.shared.failure.lock().unwrap().clone()
-    }
-
-    /// Resolves once the channel has failed or closed.
-    pub async fn closed(&self) -> ControlError {
-        let mut rx = self.shared.changed.subscribe();
-        loop {
-            if let Some(e) = self.failure() {
-                return e;
-            }
-            if rx.changed().await.is_err() {
-                return ControlError::Closed("control reader stopped".into());
-            }
-        }
-    }
-
-    pub fn uevent_log(&self) -> &Transcript {
-        &self.uevent_log
+        self.shared.pending.failure()
     }
 }
 
 async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, transcript: Transcript, uevent_log: Transcript) {
     let mut decoder = Decoder::default();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut frame_index = 0u64;
     let failure = 'outer: loop {
         let n = match read.read(&mut buf).await {
             Ok(0) => match decoder.finish() {
@@ -278,44 +290,62 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, transcript: Tra
                     break 'outer ControlError::Protocol(e);
                 }
             };
+            frame_index += 1;
+            let at = Instant::now();
             match frame {
                 Frame::Ok { tag, payload } => {
                     transcript.line("<-", &format!("{tag} ok {} {}", payload.len(), String::from_utf8_lossy(&payload)));
-                    reply(&shared, &tag, Ok(payload));
+                    if let Err(e) = reply(&shared, &tag, Ok(payload)) {
+                        break 'outer e;
+                    }
                 }
                 Frame::Err { tag, errno, text } => {
                     transcript.line("<-", &format!("{tag} err {errno} {text}"));
-                    reply(&shared, &tag, Err(ControlError::Guest { errno, text }));
-                }
-                Frame::Uevent(_) if shared.uevents.lock().unwrap().len() >= MAX_UEVENTS => {
-                    break 'outer ControlError::Closed(format!("the guest sent more than {MAX_UEVENTS} uevents"));
+                    if let Err(e) = reply(&shared, &tag, Err(ControlError::Guest { errno, text })) {
+                        break 'outer e;
+                    }
                 }
                 Frame::Uevent(u) => {
                     transcript.line("<-", &format!("* uevent {u}"));
+                    let mut log = shared.log.lock().unwrap();
+                    if log.uevents.len() >= MAX_UEVENTS {
+                        break 'outer ControlError::Closed(format!("the guest sent more than {MAX_UEVENTS} uevents"));
+                    }
                     uevent_log.line("", &u.to_string());
-                    shared.uevent_times.lock().unwrap().push(Instant::now());
-                    shared.uevents.lock().unwrap().push(u);
+                    log.uevents.push(Received { frame: frame_index, at, item: u });
                 }
                 Frame::Bug(text) => {
                     transcript.line("<-", &format!("* bug {text}"));
-                    shared.bugs.lock().unwrap().push(text);
+                    shared.log.lock().unwrap().bugs.push(text);
                 }
-                Frame::Async(line) => transcript.line("<-", &format!("* {line}")),
+                Frame::Async(line) => {
+                    transcript.line("<-", &format!("* {line}"));
+                    let mut log = shared.log.lock().unwrap();
+                    if log.notices.len() >= MAX_UEVENTS {
+                        break 'outer ControlError::Closed(format!("the guest sent more than {MAX_UEVENTS} notices"));
+                    }
+                    log.notices.push(Received { frame: frame_index, at, item: line });
+                }
             }
             shared.changed.send_modify(|n| *n += 1);
         }
     };
     transcript.line("--", &failure.to_string());
-    *shared.failure.lock().unwrap() = Some(failure.clone());
-    for (_, tx) in shared.pending.lock().unwrap().drain() {
-        let _ = tx.send(Err(failure.clone()));
-    }
+    shared.pending.fail(failure);
     shared.changed.send_modify(|n| *n += 1);
 }
 
-fn reply(shared: &Shared, tag: &str, result: Result<Vec<u8>, ControlError>) {
-    shared.answered.lock().unwrap().insert(tag.to_string());
-    if let Some(tx) = shared.pending.lock().unwrap().remove(tag) {
-        let _ = tx.send(result);
+/// Hand a reply to its request. A reply nobody asked for (unknown tag, or a
+/// second answer) breaks the protocol: the guest is confused about what it
+/// was asked, and nothing it says can be matched any more.
+fn reply(shared: &Shared, tag: &str, result: Result<Vec<u8>, ControlError>) -> Result<(), ControlError> {
+    shared.log.lock().unwrap().answered.insert(tag.to_string());
+    if shared.pending.resolve(&tag.to_string(), result) {
+        Ok(())
+    } else {
+        Err(ControlError::Protocol(ProtocolError::Malformed {
+            line: format!("{tag} ..."),
+            why: "reply to no pending request",
+        }))
     }
 }

@@ -27,7 +27,10 @@ pub async fn add_remove_readd(vm: &mut Vm) -> Result<Goldens> {
     goldens.push("pci_three_added", all_three.subtree("root/pci0").render());
 
     let unplugged = vm.unplug("test2").await?;
-    ensure!(unplugged.order == UnplugOrder::GuestFirst, "the guest must remove before QEMU deletes: {unplugged:?}");
+    ensure!(
+        unplugged.order == UnplugOrder::RemovedBeforeEject,
+        "the guest must remove the device before it ejects it: {unplugged:?}"
+    );
     vm.checked_snapshot().await?;
     vm.plug(&Plug::new("e1000", "nic2").at(&slot(vm, 2)?)).await?;
     let readded = vm.checked_snapshot().await?;

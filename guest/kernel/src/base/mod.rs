@@ -87,6 +87,9 @@ pub trait DeviceData: Any {
 pub enum KernelEvent {
     Uevent(Uevent),
     Bug(String),
+    /// Anything else the channel should see in order, e.g. `hotplug eject
+    /// 00:05` just before the guest lets QEMU finish an unplug.
+    Notice(String),
 }
 
 /// The driver core's state: devices, buses, drivers, driverfs, events.
@@ -140,6 +143,11 @@ impl Core {
     pub fn bug(&mut self, text: String) {
         self.bugs += 1;
         self.events.push_back(KernelEvent::Bug(text));
+    }
+
+    /// Queue a `* <text>` line, ordered with the uevents around it.
+    pub fn notice(&mut self, text: String) {
+        self.events.push_back(KernelEvent::Notice(text));
     }
 
     pub fn bug_count(&self) -> u64 {

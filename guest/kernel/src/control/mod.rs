@@ -145,6 +145,7 @@ impl Outbox {
         let line = match event {
             KernelEvent::Uevent(u) => format!("* uevent {}\n", u.to_line()),
             KernelEvent::Bug(text) => format!("* bug {text}\n"),
+            KernelEvent::Notice(text) => format!("* {text}\n"),
         };
         self.bytes.extend(line.bytes());
     }

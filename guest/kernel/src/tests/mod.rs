@@ -148,6 +148,7 @@ impl Fixture {
             .map(|e| match e {
                 KernelEvent::Uevent(u) => format!("{} {}", u.action.as_str(), u.devpath),
                 KernelEvent::Bug(text) => panic!("unexpected BUG: {text}"),
+                KernelEvent::Notice(text) => panic!("unexpected notice: {text}"),
             })
             .collect()
     }
@@ -160,6 +161,7 @@ pub(crate) fn uevent_lines(events: impl IntoIterator<Item = KernelEvent>) -> Vec
         .map(|e| match e {
             KernelEvent::Uevent(u) => u.to_line(),
             KernelEvent::Bug(text) => panic!("unexpected BUG: {text}"),
+            KernelEvent::Notice(text) => panic!("unexpected notice: {text}"),
         })
         .collect()
 }

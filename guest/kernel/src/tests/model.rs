@@ -371,6 +371,7 @@ fn check_uevents(
         let u = match event {
             KernelEvent::Uevent(u) => u,
             KernelEvent::Bug(text) => return Err(TestCaseError::fail(format!("BUG: {text}"))),
+            KernelEvent::Notice(text) => return Err(TestCaseError::fail(format!("unexpected notice: {text}"))),
         };
         seq += 1;
         prop_assert_eq!(seqnum(u), seq, "SEQNUM of {}", u.to_line());

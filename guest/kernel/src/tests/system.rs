@@ -288,6 +288,7 @@ fn acpi_hot_unplug_ejects_only_after_reads_in_flight_drained() {
     assert!(uevents(&messages).iter().any(|u| u.starts_with("remove root/pci0/00:03.0 ")), "removal has started");
     assert_eq!(reply_tags(&messages), ["1", "2", "3"], "the read is still held");
     assert_eq!(platform.acpi_ejected(), [], "no eject while a read is in flight");
+    assert!(!messages.contains(&Message::Async("hotplug eject 00:03".into())), "no eject notice yet");
     assert!(platform.pci.function(Segment::ROOT, 3, 0).is_some());
 
     platform.push_control("5 unhold root/pci0/00:03.0/vendor\n6 settle\n");
@@ -298,6 +299,12 @@ fn acpi_hot_unplug_ejects_only_after_reads_in_flight_drained() {
     assert_eq!(reply_tags(&messages), ["1", "2", "3", "5", "4", "6", "7"]);
     assert_eq!(payload(&messages, "4"), "0x8086\n");
     assert_eq!(platform.acpi_ejected(), [3]);
+    // The eject is announced on the channel after `remove`: the order the
+    // harness checks against real QEMU.
+    let position = |wanted: &dyn Fn(&Message) -> bool| messages.iter().position(|m| wanted(m));
+    let removed = position(&|m| matches!(m, Message::Async(t) if t.starts_with("uevent remove root/pci0/00:03.0 ")));
+    let ejected = position(&|m| *m == Message::Async("hotplug eject 00:03".into()));
+    assert!(removed.is_some() && removed < ejected, "remove {removed:?} must precede the eject notice {ejected:?}");
     assert!(platform.pci.function(Segment::ROOT, 3, 0).is_none(), "QEMU finished the unplug");
     assert!(!payload(&messages, "7").contains("00:03.0"), "{}", payload(&messages, "7"));
 }

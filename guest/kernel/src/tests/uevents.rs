@@ -61,6 +61,7 @@ fn seqnum_increases_by_one_across_every_event() {
         .map(|e| match e {
             KernelEvent::Uevent(u) => seqnum(u),
             KernelEvent::Bug(text) => panic!("BUG: {text}"),
+            KernelEvent::Notice(text) => panic!("unexpected notice: {text}"),
         })
         .collect();
     assert_eq!(seqnums, (1..=10).collect::<Vec<u64>>());

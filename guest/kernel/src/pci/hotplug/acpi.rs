@@ -15,6 +15,7 @@
 //! profiles have none.
 
 use alloc::collections::BTreeSet;
+use alloc::format;
 use alloc::rc::Rc;
 use core::cell::RefCell;
 
@@ -66,6 +67,7 @@ impl AcpiHotplug {
                 k.spawner.clone().spawn(async move {
                     let _work = work;
                     remove_slot(&k, 0, slot).await;
+                    k.core.borrow_mut().notice(format!("hotplug eject 00:{slot:02x}"));
                     k.platform.outl(PCI_SEL, ROOT_BSEL);
                     k.platform.outl(PCI_EJ, 1 << slot);
                     klog!(k.platform, "pci: ejected slot {slot}");

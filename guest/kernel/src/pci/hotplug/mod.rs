@@ -7,7 +7,9 @@
 //! Removal is always the guest's: QEMU's `device_del` only *asks* (DOWN bit,
 //! attention button), and the device goes when the guest ejects it. So the
 //! guest first takes the functions out of the driver model (children first,
-//! draining reads in flight) and only then lets QEMU finish.
+//! draining reads in flight) and only then lets QEMU finish, announcing it
+//! with a `* hotplug eject <bb:ss>` line right before the eject write: the
+//! harness checks on the one channel that `remove` came before it.
 
 pub mod acpi;
 pub mod pciehp;

@@ -113,6 +113,7 @@ impl Slot {
             let _work = work;
             remove_slot(&k2, secondary, 0).await;
             if eject {
+                k2.core.borrow_mut().notice(format!("hotplug eject {secondary:02x}:00"));
                 set_power(&PortConfig::new(k2.platform), bridge, cap, false);
                 klog!(k2.platform, "pci: powered off {bridge}");
             }
