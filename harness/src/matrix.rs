@@ -38,11 +38,21 @@ impl MatrixFile {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    /// The scenario does not apply to the profile (IDE on q35): listed, so
+    /// nothing is skipped silently.
+    Skipped,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct CellResult {
     pub profile: String,
     pub scenario: String,
-    pub passed: bool,
+    pub outcome: Outcome,
     pub seconds: f64,
     /// The error chain, for failures.
     pub error: Option<String>,
@@ -57,29 +67,43 @@ pub struct Options {
 /// Run every applicable cell; print the table; write the reports.
 pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>> {
     let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
-    let mut cells = Vec::new();
+    let mut results = Vec::new();
+    let mut handles = Vec::new();
     for profile in &file.profiles {
         for name in &file.scenarios {
             let scenario = scenario::get(name)?;
             if !scenario.profiles.contains(&profile.as_str()) {
+                results.push(CellResult {
+                    profile: profile.clone(),
+                    scenario: scenario.name.to_string(),
+                    outcome: Outcome::Skipped,
+                    seconds: 0.0,
+                    error: Some(format!("{} applies to {} only", scenario.name, scenario.profiles.join(", "))),
+                    artifacts: None,
+                });
                 continue;
             }
-            cells.push((profile.clone(), scenario));
+            let (limit, profile) = (Arc::clone(&limit), profile.clone());
+            let cell = (profile.clone(), scenario.name.to_string());
+            let handle = tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
+                let result = run_cell(&profile, &scenario).await;
+                eprintln!("matrix: {profile}/{} {:?}", scenario.name, result.outcome);
+                result
+            });
+            handles.push((cell, handle));
         }
     }
-    let mut handles = Vec::new();
-    for (profile, scenario) in cells {
-        let limit = Arc::clone(&limit);
-        handles.push(tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-            let result = run_cell(&profile, &scenario).await;
-            eprintln!("matrix: {profile}/{} {}", scenario.name, if result.passed { "passed" } else { "FAILED" });
-            result
+    for ((profile, scenario), handle) in handles {
+        // A panicking cell is a failed cell, not the end of the matrix.
+        results.push(handle.await.unwrap_or_else(|e| CellResult {
+            artifacts: Some(crate::artifacts::root().join(format!("matrix-{profile}-{scenario}"))),
+            profile,
+            scenario,
+            outcome: Outcome::Failed,
+            seconds: 0.0,
+            error: Some(format!("the cell panicked: {e}")),
         }));
-    }
-    let mut results = Vec::new();
-    for h in handles {
-        results.push(h.await.context("a matrix cell panicked")?);
     }
     write_reports(&results, &options.out_dir)?;
     print_table(&results);
@@ -105,7 +129,7 @@ async fn run_cell(profile: &str, scenario: &Scenario) -> CellResult {
     CellResult {
         profile: profile.to_string(),
         scenario: scenario.name.to_string(),
-        passed: outcome.is_ok(),
+        outcome: if outcome.is_ok() { Outcome::Passed } else { Outcome::Failed },
         seconds: start.elapsed().as_secs_f64(),
         artifacts: outcome.is_err().then_some(artifacts),
         error: outcome.err().map(|e| format!("{e:#}")),
@@ -119,16 +143,26 @@ fn print_table(results: &[CellResult]) {
             "{:<8} {:<28} {:<6} {:>7.2}s  {}",
             r.profile,
             r.scenario,
-            if r.passed { "pass" } else { "FAIL" },
+            match r.outcome {
+                Outcome::Passed => "pass",
+                Outcome::Failed => "FAIL",
+                Outcome::Skipped => "skip",
+            },
             r.seconds,
             r.artifacts.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
         );
     }
-    for r in results.iter().filter(|r| !r.passed) {
+    for r in results.iter().filter(|r| r.outcome == Outcome::Failed) {
         println!("\n{}/{} failed:\n{}", r.profile, r.scenario, r.error.as_deref().unwrap_or(""));
     }
-    let failed = results.iter().filter(|r| !r.passed).count();
-    println!("\n{} cells, {} passed, {} failed", results.len(), results.len() - failed, failed);
+    let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
+    println!(
+        "\n{} cells: {} passed, {} failed, {} skipped (not applicable)",
+        results.len(),
+        count(Outcome::Passed),
+        count(Outcome::Failed),
+        count(Outcome::Skipped)
+    );
 }
 
 fn write_reports(results: &[CellResult], out_dir: &Path) -> Result<()> {
@@ -136,12 +170,18 @@ fn write_reports(results: &[CellResult], out_dir: &Path) -> Result<()> {
     let mut report = quick_junit::Report::new("hardware-matrix");
     let mut suite = quick_junit::TestSuite::new("matrix");
     for r in results {
-        let status = if r.passed {
-            quick_junit::TestCaseStatus::success()
-        } else {
-            let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
-            s.set_message(r.error.clone().unwrap_or_default());
-            s
+        let status = match r.outcome {
+            Outcome::Passed => quick_junit::TestCaseStatus::success(),
+            Outcome::Failed => {
+                let mut s = quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
+                s.set_message(r.error.clone().unwrap_or_default());
+                s
+            }
+            Outcome::Skipped => {
+                let mut s = quick_junit::TestCaseStatus::skipped();
+                s.set_message(r.error.clone().unwrap_or_default());
+                s
+            }
         };
         let mut case = quick_junit::TestCase::new(format!("{}/{}", r.profile, r.scenario), status);
         case.set_classname(r.profile.clone());

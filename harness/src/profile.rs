@@ -13,6 +13,10 @@ pub struct Profile {
     pub summary: &'static str,
     /// Cold-plugged IDE drives and where the guest shows them.
     pub ide: Vec<IdeDrive>,
+    /// The disk image behind block node `hd0`, from the `images` recipes.
+    /// Each VM boots a private copy, so parallel VMs never share a
+    /// writable file.
+    pub disk_image: Option<&'static str>,
 }
 
 /// An IDE drive on the command line: its QEMU id and the guest's path for it.
@@ -61,16 +65,8 @@ impl Profile {
             "pc" => Ok(Profile {
                 name: "pc",
                 machine: "pc",
-                // The disk image is opened without QEMU's image locking so
-                // parallel VMs can share it; the guest only reads it.
+                // `hd0` is the block node of `disk_image` (see LaunchSpec).
                 args: vec![
-                    "-blockdev".into(),
-                    format!(
-                        "driver=file,node-name=hd0-file,filename={},locking=off",
-                        images::path(images::DISK.file).display()
-                    ),
-                    "-blockdev".into(),
-                    "driver=raw,node-name=hd0,file=hd0-file".into(),
                     "-device".into(),
                     "ide-hd,drive=hd0,bus=ide.0,unit=0,id=hd0".into(),
                     "-device".into(),
@@ -81,11 +77,12 @@ impl Profile {
                     IdeDrive { id: "hd0", devpath: "root/pci0/00:01.1/ide0/0.0", cdrom: false },
                     IdeDrive { id: "cd0", devpath: "root/pci0/00:01.1/ide1/1.0", cdrom: true },
                 ],
+                disk_image: Some(images::DISK.file),
             }),
             "q35" => Ok(Profile {
                 name: "q35",
                 machine: "q35",
-                // Native PCIe hot-plug on two root ports: the guest drives the
+                // Native PCIe hot-plug on three root ports: the guest drives the
                 // slots through their own registers, so it needs nothing from
                 // the harness (ACPI mode would need the bus↔bsel mapping).
                 args: [
@@ -102,6 +99,7 @@ impl Profile {
                 .to_vec(),
                 summary: "ICH9 + 3 pcie-root-ports (rp1-rp3); native PCIe hot-plug",
                 ide: Vec::new(),
+                disk_image: None,
             }),
             other => bail!("unknown machine profile {other:?}; known profiles: {}", NAMES.join(", ")),
         }

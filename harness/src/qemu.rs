@@ -40,17 +40,16 @@ pub fn locate() -> Result<PathBuf> {
 
 /// Search a PATH-style list for the QEMU binary.
 pub fn locate_in(path_var: &OsStr) -> Option<PathBuf> {
-    std::env::split_paths(path_var).map(|dir| dir.join(QEMU_BINARY)).find(|p| p.is_file())
+    find_in(path_var, QEMU_BINARY)
 }
 
 /// `setpriv` (util-linux), used to give QEMU a parent-death signal.
 pub fn setpriv() -> Option<PathBuf> {
-    locate_named("setpriv")
+    find_in(&std::env::var_os("PATH")?, "setpriv")
 }
 
-fn locate_named(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+fn find_in(path_var: &OsStr, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path_var).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
 /// Firmware that runs before the kernel's PVH entry.
@@ -142,6 +141,8 @@ pub struct LaunchSpec<'a> {
     pub qmp_socket: &'a Path,
     pub control_socket: &'a Path,
     pub console_log: &'a Path,
+    /// This VM's own copy of the profile's disk image, as block node `hd0`.
+    pub disk: Option<&'a Path>,
 }
 
 /// The guest always gets 128 MiB: its heap sits at 8–56 MiB.
@@ -187,6 +188,12 @@ impl LaunchSpec<'_> {
         if !self.append.is_empty() {
             push(&"-append");
             push(&self.append);
+        }
+        if let Some(disk) = self.disk {
+            push(&"-blockdev");
+            push(&format!("driver=file,node-name=hd0-file,filename={}", disk.display()));
+            push(&"-blockdev");
+            push(&"driver=raw,node-name=hd0,file=hd0-file");
         }
         for a in self.profile_args.iter().chain(self.extra_args) {
             push(a);

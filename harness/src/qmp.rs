@@ -10,7 +10,6 @@
 //! waiters scan from a cursor. QEMU's refusals come back as
 //! [`QmpError::Qemu`] carrying QEMU's own text.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +21,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
+use crate::pending::Pending;
 use crate::transcript::Transcript;
 
 /// Longest QMP message accepted (query-pci of a big machine is ~100 KiB).
@@ -69,14 +69,11 @@ impl fmt::Display for QmpError {
 
 impl std::error::Error for QmpError {}
 
-type Pending = HashMap<u64, oneshot::Sender<Result<Value, QmpError>>>;
-
 struct Shared {
-    pending: Mutex<Pending>,
+    pending: Pending<u64, Value, QmpError>,
     events: Mutex<Vec<Event>>,
     /// Bumped on every event and when the stream ends.
     changed: watch::Sender<u64>,
-    closed: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -106,12 +103,7 @@ impl Qmp {
             return Err(anyhow!("not a QMP greeting: {greeting}"));
         }
         let (changed, _) = watch::channel(0);
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(HashMap::new()),
-            events: Mutex::new(Vec::new()),
-            changed,
-            closed: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared { pending: Pending::default(), events: Mutex::new(Vec::new()), changed });
         tokio::spawn(read_loop(reader, Arc::clone(&shared), transcript.clone()));
         let qmp = Qmp {
             writer: Arc::new(tokio::sync::Mutex::new(write)),
@@ -134,33 +126,38 @@ impl Qmp {
     /// Run a command by name with JSON arguments.
     pub async fn execute_raw(&self, name: &str, arguments: Value) -> Result<Value, QmpError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        if let Some(reason) = self.shared.closed.lock().unwrap().clone() {
-            return Err(QmpError::Transport(reason));
-        }
-        self.shared.pending.lock().unwrap().insert(id, tx);
+        let rx = self.shared.pending.register(id)?;
         let mut message = json!({ "execute": name, "id": id });
         if arguments.as_object().is_some_and(|a| !a.is_empty()) {
             message["arguments"] = arguments;
         }
         let line = message.to_string();
         self.transcript.line("->", &line);
-        {
+        // Bounded like the reply: a QEMU that stops reading its monitor must
+        // not hang the harness. A write cut short leaves half a line, so the
+        // connection is then failed for good.
+        let written = tokio::time::timeout(self.command_timeout, async {
             let mut w = self.writer.lock().await;
-            let written = async {
-                w.write_all(line.as_bytes()).await?;
-                w.write_all(b"\n").await
-            };
-            if let Err(e) = written.await {
-                self.shared.pending.lock().unwrap().remove(&id);
-                return Err(QmpError::Transport(format!("sending {name}: {e}")));
-            }
+            w.write_all(line.as_bytes()).await?;
+            w.write_all(b"\n").await
+        })
+        .await;
+        let failure = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("sending {name}: {e}")),
+            Err(_) => Some(format!("QEMU did not take {name} within {:?}; connection abandoned", self.command_timeout)),
+        };
+        if let Some(reason) = failure {
+            self.shared.pending.cancel(&id);
+            self.shared.pending.fail(QmpError::Transport(reason.clone()));
+            self.shared.changed.send_modify(|n| *n += 1);
+            return Err(QmpError::Transport(reason));
         }
         match tokio::time::timeout(self.command_timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(QmpError::Transport(format!("connection closed before {name} was answered"))),
             Err(_) => {
-                self.shared.pending.lock().unwrap().remove(&id);
+                self.shared.pending.cancel(&id);
                 Err(QmpError::Transport(format!(
                     "timed out after {:?} waiting for QEMU to answer {name}",
                     self.command_timeout
@@ -192,17 +189,13 @@ impl Qmp {
                     return Ok((i, e.clone()));
                 }
             }
-            if let Some(reason) = self.shared.closed.lock().unwrap().clone() {
-                return Err(QmpError::Transport(reason));
+            if let Some(e) = self.shared.pending.failure() {
+                return Err(e);
             }
             if rx.changed().await.is_err() {
                 return Err(QmpError::Transport("QMP reader stopped".into()));
             }
         }
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.shared.closed.lock().unwrap().is_some()
     }
 }
 
@@ -255,7 +248,6 @@ async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, shared: Ar
             continue;
         }
         let Some(id) = message.get("id").and_then(Value::as_u64) else { continue };
-        let Some(tx) = shared.pending.lock().unwrap().remove(&id) else { continue };
         let result = if let Some(ret) = message.get("return") {
             Ok(ret.clone())
         } else if let Some(err) = message.get("error") {
@@ -266,12 +258,13 @@ async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, shared: Ar
         } else {
             Err(QmpError::Decode(format!("reply without return or error: {message}")))
         };
-        let _ = tx.send(result);
+        // A reply to a command that timed out on our side has no waiter any
+        // more; QEMU is not at fault, so it is only noted.
+        if !shared.pending.resolve(&id, result) {
+            transcript.line("--", &format!("reply to id {id}, which no longer waits"));
+        }
     };
     transcript.line("--", &format!("closed: {reason}"));
-    *shared.closed.lock().unwrap() = Some(reason.clone());
-    for (_, tx) in shared.pending.lock().unwrap().drain() {
-        let _ = tx.send(Err(QmpError::Transport(reason.clone())));
-    }
+    shared.pending.fail(QmpError::Transport(reason));
     shared.changed.send_modify(|n| *n += 1);
 }

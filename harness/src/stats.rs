@@ -37,7 +37,11 @@ impl Stats {
                         _ => {}
                     }
                 }
-                stats.devices.insert(path.to_string(), dev);
+                // Two unreleased objects never share a path (re-registration
+                // waits for release), so a duplicate is a lying guest.
+                if stats.devices.insert(path.to_string(), dev).is_some() {
+                    bail!("stats list {path} twice");
+                }
             } else {
                 let Some((key, value)) = line.split_once(' ') else { bail!("bad stats line {line:?}") };
                 stats.totals.insert(key.to_string(), value.parse().with_context(|| format!("stats {key}"))?);
@@ -72,6 +76,11 @@ impl Stats {
     }
     pub fn released(&self) -> u64 {
         self.total("released")
+    }
+
+    /// One device's line; an error (not a panic) when it is missing.
+    pub fn device(&self, path: &str) -> Result<&DeviceStats> {
+        self.devices.get(path).with_context(|| format!("stats list no unreleased device {path}"))
     }
 
     /// The same live objects, no leaks, no BUGs, nothing in flight: what a
@@ -123,5 +132,7 @@ mod tests {
         assert!(Stats::parse(b"live many\n").is_err());
         assert!(Stats::parse(b"live 1\n").is_err(), "missing totals");
         assert!(Stats::parse(b"device \n").is_err());
+        let twice = "live 2\nreleased 0\nleaked 0\nbugs 0\nactive 0\nhandles 0\ndevice root/x state=registered\ndevice root/x state=dying\n";
+        assert!(Stats::parse(twice.as_bytes()).unwrap_err().to_string().contains("twice"));
     }
 }

@@ -144,6 +144,14 @@ impl Vm {
             .context("creating the socket directory")?;
         let qmp_socket = sockets.path().join("qmp.sock");
         let control_socket = sockets.path().join("control.sock");
+        let disk = match config.profile.disk_image {
+            Some(file) => {
+                let copy = sockets.path().join(file);
+                std::fs::copy(images::path(file), &copy).with_context(|| format!("copying {file} for this VM"))?;
+                Some(copy)
+            }
+            None => None,
+        };
         let console_log = match &artifacts {
             Some(a) => a.path("console.log"),
             None => sockets.path().join("console.log"),
@@ -160,6 +168,7 @@ impl Vm {
             qmp_socket: &qmp_socket,
             control_socket: &control_socket,
             console_log: &console_log,
+            disk: disk.as_deref(),
         };
         let args = spec.args();
         if let Some(a) = &artifacts {

@@ -32,7 +32,7 @@ async fn unknown_profile_lists_the_known_ones() -> Result<()> {
 
 #[tokio::test]
 async fn guest_panic_is_reported_with_its_text() -> Result<()> {
-    let vm = common::boot("pc", "guest_panic").await?;
+    let vm = common::boot_to_break("pc", "guest_panic").await?;
     let err = vm.call("selftest panic the-sky-fell").await.expect_err("a panicking guest cannot answer");
     let text = chain(&err);
     ensure!(text.contains("panic") && text.contains("the-sky-fell"), "panic text missing: {text}");
@@ -43,6 +43,7 @@ async fn guest_panic_is_reported_with_its_text() -> Result<()> {
 #[tokio::test]
 async fn panic_at_boot_is_reported_with_its_text() -> Result<()> {
     let mut config = VmConfig::new("pc", "panic_at_boot")?;
+    config.quiet = true;
     config.append = "selftest.panic".into();
     let err = Vm::boot(config).await.err().expect("a guest that panics at boot cannot say hello");
     let text = chain(&err);
@@ -53,6 +54,7 @@ async fn panic_at_boot_is_reported_with_its_text() -> Result<()> {
 #[tokio::test]
 async fn silent_guest_times_out_naming_the_step() -> Result<()> {
     let mut config = VmConfig::new("pc", "silent_guest")?;
+    config.quiet = true;
     config.append = "selftest.hang".into();
     config.timeouts.boot = Duration::from_secs(2);
     let err = Vm::boot(config).await.err().expect("a guest that never answers cannot boot");
@@ -64,6 +66,7 @@ async fn silent_guest_times_out_naming_the_step() -> Result<()> {
 #[tokio::test]
 async fn guest_that_stops_answering_times_out_naming_the_request() -> Result<()> {
     let mut config = VmConfig::new("pc", "stops_answering")?;
+    config.quiet = true;
     config.timeouts.request = Duration::from_secs(1);
     let vm = Vm::boot(config).await?;
     // `selftest hang` stops the channel before its own reply goes out.
@@ -74,7 +77,7 @@ async fn guest_that_stops_answering_times_out_naming_the_request() -> Result<()>
 
 #[tokio::test]
 async fn bug_is_reported_with_its_text_and_exit_code() -> Result<()> {
-    let vm = common::boot("pc", "bug_report").await?;
+    let vm = common::boot_to_break("pc", "bug_report").await?;
     vm.call("testdev add victim").await?;
     // One put_device too many on a registered device: the core must call
     // it a BUG, not free the device.
@@ -96,7 +99,7 @@ async fn bug_is_reported_with_its_text_and_exit_code() -> Result<()> {
 /// Each kind of malformed output from the real guest ends in a protocol
 /// error that names the problem; the harness does not panic or hang.
 async fn garbage(kind: &str, expect: &str) -> Result<()> {
-    let vm = common::boot("pc", &format!("garbage_{kind}")).await?;
+    let vm = common::boot_to_break("pc", &format!("garbage_{kind}")).await?;
     let err = vm.call(&format!("selftest garbage {kind}")).await.expect_err("garbage is not a reply");
     let text = chain(&err);
     ensure!(text.contains("control protocol error") && text.contains(expect), "{kind}: {text}");

@@ -46,7 +46,7 @@ fn qemu_children(pid: u32) -> Vec<u32> {
 
 #[tokio::test]
 async fn dropping_a_vm_kills_qemu_and_removes_its_sockets() -> Result<()> {
-    let vm = common::boot("pc", "drop_kills_qemu").await?;
+    let vm = common::boot_to_break("pc", "drop_kills_qemu").await?;
     let pid = vm.qemu_pid().context("QEMU has a pid")?;
     let sockets = vm.socket_dir().to_path_buf();
     let mode = std::fs::metadata(&sockets)?.permissions().mode() & 0o777;
@@ -81,5 +81,7 @@ async fn a_killed_harness_takes_its_qemu_with_it() -> Result<()> {
     };
     harness.kill()?;
     harness.wait()?;
-    wait_gone(qemu, Duration::from_secs(10)).await
+    let gone = wait_gone(qemu, Duration::from_secs(10)).await;
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join("harness-lifecycle-artifacts"));
+    gone
 }

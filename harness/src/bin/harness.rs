@@ -86,7 +86,7 @@ async fn dispatch(command: Command) -> Result<bool> {
             let file = matrix::MatrixFile::load(&file)?;
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
             let results = matrix::run(&file, &matrix::Options { jobs, out_dir: out }).await?;
-            Ok(results.iter().all(|r| r.passed))
+            Ok(results.iter().all(|r| r.outcome != matrix::Outcome::Failed))
         }
         Command::Bench { runs, profiles, firmwares, only, out } => {
             let firmwares = firmwares.iter().map(|f| Firmware::parse(f)).collect::<Result<Vec<_>>>()?;

@@ -118,7 +118,7 @@ pub async fn stale_capacity_across_change(vm: &mut Vm) -> Result<Goldens> {
 pub async fn new_medium_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
     vm.change_media(CD, &image(&CD_ALPHA)).await?;
     let disc = format!("{CD_PATH}/disc");
-    let generation = vm.stats().await?.devices[&disc].generation;
+    let generation = vm.stats().await?.device(&disc)?.generation;
     vm.call(&format!("devref get {disc}")).await?;
     let ucursor = vm.control.uevent_cursor();
     vm.change_media_in_qemu(CD, &image(&CD_BETA)).await?;
@@ -127,7 +127,7 @@ pub async fn new_medium_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
             s.devices.get(&disc).is_some_and(|d| d.state == "deleted")
         })
         .await?;
-    ensure!(stats.devices[&disc].refcount == 1 && stats.devices[&disc].generation == generation, "{stats:?}");
+    ensure!(stats.device(&disc)?.refcount == 1 && stats.device(&disc)?.generation == generation, "{stats:?}");
     let snapshot = vm.snapshot().await?;
     ensure!(snapshot.get(&disc).is_none(), "a new disc was registered while the old one was still referenced");
     ensure!(
@@ -141,7 +141,7 @@ pub async fn new_medium_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
     })
     .await?;
     let stats = vm.stats().await?;
-    ensure!(stats.devices[&disc].generation > generation && stats.leaked() == 0, "{stats:?}");
+    ensure!(stats.device(&disc)?.generation > generation && stats.leaked() == 0, "{stats:?}");
     vm.check_media().await?;
     Ok(Goldens::new())
 }
@@ -209,7 +209,7 @@ pub async fn locked_tray(vm: &mut Vm) -> Result<Goldens> {
 /// reusing the slot; after release it succeeds with new objects.
 pub async fn rebind_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
     let boot = vm.snapshot().await?;
-    let generation = vm.stats().await?.devices[DISK_PATH].generation;
+    let generation = vm.stats().await?.device(DISK_PATH)?.generation;
     vm.call(&format!("devref get {DISK_PATH}")).await?;
     vm.call("unbind pci 00:01.1 piix-ide").await?;
     ensure!(vm.snapshot().await?.get(DISK_PATH).is_none(), "drives must go with the driver");
@@ -217,7 +217,7 @@ pub async fn rebind_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
     vm.call(&format!("devref put {DISK_PATH}")).await?;
     vm.call("bind pci 00:01.1 piix-ide").await?;
     let stats = vm.stats().await?;
-    ensure!(stats.devices[DISK_PATH].generation > generation && stats.leaked() == 0, "{stats:?}");
+    ensure!(stats.device(DISK_PATH)?.generation > generation && stats.leaked() == 0, "{stats:?}");
     ensure!(vm.snapshot().await? == boot, "after rebind the tree must be the boot tree again");
     vm.check_media().await?;
     Ok(Goldens::new())

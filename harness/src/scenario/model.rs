@@ -36,7 +36,7 @@ pub async fn held_read_across_removal(vm: &mut Vm) -> Result<Goldens> {
         .await?;
     let stats =
         vm.wait_stats("t1 dying", |s| s.devices.get("root/testbus/t1").is_some_and(|d| d.state == "dying")).await?;
-    ensure!(stats.devices["root/testbus/t1"].active == 1, "the held read's active reference is gone: {stats:?}");
+    ensure!(stats.device("root/testbus/t1")?.active == 1, "the held read's active reference is gone: {stats:?}");
     ensure!(!read.is_answered() && !del.is_answered(), "the held read and the removal must both still be pending");
     ensure!(vm.expect_errno(&format!("open {attr}")).await? == "ENOENT", "a fresh open after removal began must fail");
     ensure!(vm.expect_errno(&format!("read {other_handle}")).await? == "ENODEV", "an old handle must read ENODEV");
@@ -69,7 +69,7 @@ pub async fn held_read_across_removal(vm: &mut Vm) -> Result<Goldens> {
 pub async fn stale_handle_after_same_name_is_readded(vm: &mut Vm) -> Result<Goldens> {
     let baseline = vm.stats().await?;
     vm.call("testdev add slot").await?;
-    let generation = vm.stats().await?.devices["root/testbus/slot"].generation;
+    let generation = vm.stats().await?.device("root/testbus/slot")?.generation;
     let stale = vm.call_text("open root/testbus/slot/value").await?;
     vm.call("testdev del slot").await?;
     vm.call("testdev add slot").await?;
@@ -78,7 +78,7 @@ pub async fn stale_handle_after_same_name_is_readded(vm: &mut Vm) -> Result<Gold
     ensure!(vm.expect_errno(&format!("read {stale}")).await? == "ENODEV", "stale handle must read ENODEV");
     ensure!(vm.call(&format!("read {fresh}")).await? == b"second-object\n");
     let stats = vm.stats().await?;
-    ensure!(stats.devices["root/testbus/slot"].generation > generation, "re-added device must get a new generation");
+    ensure!(stats.device("root/testbus/slot")?.generation > generation, "re-added device must get a new generation");
     for h in [&stale, &fresh] {
         vm.call(&format!("close {h}")).await?;
     }

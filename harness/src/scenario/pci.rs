@@ -67,7 +67,7 @@ pub async fn held_read_blocks_eject(vm: &mut Vm) -> Result<Goldens> {
     //    fail, and QEMU still has the device because nobody ejected it.
     let stats =
         vm.wait_stats("the device dying", |s| s.devices.get(&edu.devpath).is_some_and(|d| d.state == "dying")).await?;
-    ensure!(stats.devices[&edu.devpath].active == 1, "{stats:?}");
+    ensure!(stats.device(&edu.devpath)?.active == 1, "{stats:?}");
     ensure!(vm.expect_errno(&format!("open {vendor}")).await? == "ENOENT");
     ensure!(vm.qemu_has_device("raced").await?, "QEMU removed the device although the guest has not ejected it");
     ensure!(!vm.device_deleted_since(qcursor, "raced"), "DEVICE_DELETED arrived while a read was held");

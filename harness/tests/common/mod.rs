@@ -25,6 +25,15 @@ pub async fn boot(profile: &str, test: &str) -> Result<Vm> {
     Vm::boot(VmConfig::new(profile, &format!("{test}-{profile}"))?).await
 }
 
+/// Boot for a test that kills or breaks the guest on purpose: no artifact
+/// directory (its errors still carry the console tail and QEMU's stderr),
+/// so passing runs leave nothing behind.
+pub async fn boot_to_break(profile: &str, test: &str) -> Result<Vm> {
+    let mut config = VmConfig::new(profile, &format!("{test}-{profile}"))?;
+    config.quiet = true;
+    Vm::boot(config).await
+}
+
 /// Run a scenario from `harness::scenario` on a fresh guest, assert the
 /// snapshots it returns against the committed goldens (one insta file per
 /// profile: `<name>@pc.snap`), and require a clean power-off.
