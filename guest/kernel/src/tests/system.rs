@@ -301,7 +301,7 @@ fn acpi_hot_unplug_ejects_only_after_reads_in_flight_drained() {
     assert_eq!(platform.acpi_ejected(), [3]);
     // The eject is announced on the channel after `remove`: the order the
     // harness checks against real QEMU.
-    let position = |wanted: &dyn Fn(&Message) -> bool| messages.iter().position(|m| wanted(m));
+    let position = |wanted: &dyn Fn(&Message) -> bool| messages.iter().position(wanted);
     let removed = position(&|m| matches!(m, Message::Async(t) if t.starts_with("uevent remove root/pci0/00:03.0 ")));
     let ejected = position(&|m| *m == Message::Async("hotplug eject 00:03".into()));
     assert!(removed.is_some() && removed < ejected, "remove {removed:?} must precede the eject notice {ejected:?}");
