@@ -125,7 +125,7 @@ impl Vm {
     /// guest in that order), unlike arrival times across channels.
     pub async fn unplug(&self, id: &str) -> Result<Unplugged> {
         let devpath = self.pci_devpath(id).await?;
-        let slot = eject_notice_slot(&devpath)?;
+        let slot = pci_slot_of(&devpath)?;
         let (ucursor, ncursor, qcursor) =
             (self.control.uevent_cursor(), self.control.notice_cursor(), self.qmp.cursor());
         self.device_del(id).await.with_context(|| format!("device_del {id}"))?;
@@ -174,8 +174,9 @@ impl Vm {
 }
 
 /// `<bb:ss>` of a function's devpath, as the guest names the slot in its
-/// eject notice (`root/pci0/00:10.0/05:00.0` → `05:00`).
-fn eject_notice_slot(devpath: &str) -> Result<String> {
+/// `hotplug eject` and `hotplug busy` notices
+/// (`root/pci0/00:10.0/05:00.0` → `05:00`).
+pub fn pci_slot_of(devpath: &str) -> Result<String> {
     let name = devpath.rsplit('/').next().unwrap_or_default();
     match name.rsplit_once('.') {
         Some((slot, _)) if slot.len() == 5 => Ok(slot.to_string()),

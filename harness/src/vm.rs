@@ -406,7 +406,8 @@ impl Vm {
         self.call("settle").await.map(drop)
     }
 
-    /// Run a QMP command, failing early if QEMU exits.
+    /// Run a typed QMP command. It fails when QEMU's connection closes or the
+    /// command times out; QEMU's own refusals come back as [`QmpError::Qemu`].
     pub async fn qmp<C: qapi::Command>(&self, command: C) -> Result<C::Ok, QmpError> {
         self.qmp.execute(command).await
     }

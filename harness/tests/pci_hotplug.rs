@@ -54,3 +54,13 @@ async fn bridge_and_controller_pc() -> Result<()> {
 async fn bridge_and_controller_q35() -> Result<()> {
     common::scenario("q35", "pci-bridge-controller").await
 }
+
+#[tokio::test]
+async fn readd_waits_for_release_pc() -> Result<()> {
+    common::scenario("pc", "pci-readd-waits-release").await
+}
+
+#[tokio::test]
+async fn readd_waits_for_release_q35() -> Result<()> {
+    common::scenario("q35", "pci-readd-waits-release").await
+}

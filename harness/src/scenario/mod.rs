@@ -115,6 +115,12 @@ pub fn all() -> Vec<Scenario> {
             run: |vm| Box::pin(pci::bridge_and_controller(vm)),
         },
         Scenario {
+            name: "pci-readd-waits-release",
+            summary: "a device plugged into a slot whose old device is still referenced waits for its release",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(pci::readd_waits_for_release(vm)),
+        },
+        Scenario {
             name: "ide-disk",
             summary: "the disk's capacity, MBR signature and partitions match the image recipe",
             profiles: IDE_PROFILES,

@@ -5,7 +5,7 @@
 use anyhow::{Result, ensure};
 
 use super::Goldens;
-use crate::hotplug::{Plug, UnplugOrder};
+use crate::hotplug::{Plug, UnplugOrder, pci_slot_of};
 use crate::profile::PciSlot;
 use crate::vm::Vm;
 
@@ -191,4 +191,38 @@ pub async fn bridge_and_controller(vm: &mut Vm) -> Result<Goldens> {
     }
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(goldens)
+}
+
+/// A slot is reused only after the object that last lived there is
+/// released: while a reference to an unplugged device is held, the device
+/// plugged into its slot waits (the guest says `hotplug busy`), and it is
+/// registered the moment the reference goes.
+pub async fn readd_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let slot = slot(vm, 1)?;
+    let first = vm.plug(&Plug::new("edu", "first").at(&slot)).await?;
+    vm.call(&format!("devref get {}", first.devpath)).await?;
+    vm.unplug("first").await?;
+    let held = vm.stats().await?;
+    let old = held.device(&first.devpath)?;
+    ensure!(old.state == "deleted" && old.refcount == 1, "the unplugged device must stay, referenced: {held:?}");
+
+    let (ucursor, ncursor) = (vm.control.uevent_cursor(), vm.control.notice_cursor());
+    vm.device_add(&Plug::new("pci-testdev", "second").at(&slot)).await?;
+    let busy = format!("hotplug busy {}", pci_slot_of(&first.devpath)?);
+    vm.wait_notice(ncursor, &busy, |n| n == busy).await?;
+    ensure!(vm.snapshot().await?.get(&first.devpath).is_none(), "the new device appeared under a name still held");
+    ensure!(!vm.control.uevents()[ucursor..].iter().any(|u| u.action == "add"), "added before the release");
+
+    vm.call(&format!("devref put {}", first.devpath)).await?;
+    vm.wait_uevent(ucursor, &format!("add {}", first.devpath), |u| u.action == "add" && u.devpath == first.devpath)
+        .await?;
+    let snapshot = vm.checked_snapshot().await?;
+    ensure!(
+        snapshot.value(&format!("{}/vendor", first.devpath)) == Some("0x1b36"),
+        "the successor must be pci-testdev"
+    );
+    vm.unplug("second").await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(Goldens::new())
 }

@@ -15,8 +15,10 @@ const DEBUG_EXIT_PORT: u16 = 0xf4;
 impl Platform for X86 {
     fn inb(&self, port: u16) -> u8 {
         let value: u8;
-        // SAFETY: port reads have no memory effects; every port the kernel
-        // touches belongs to a device it has identified.
+        // SAFETY: port reads have no memory effects on guest memory. The
+        // kernel reads only ports of devices it found in config space or the
+        // fixed blocks of the chipset it detected (UARTs, 0xcf8/0xcfc, IDE
+        // compatibility ports, QEMU's ACPI hot-plug block).
         unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) };
         value
     }

@@ -153,6 +153,20 @@ impl PiixIde {
     }
 }
 
+impl PiixIde {
+    /// Unregister devices from a task: removal drains reads, which a
+    /// synchronous probe cannot wait for.
+    fn unregister_later(&self, devices: alloc::vec::Vec<DeviceId>) {
+        let core = self.ctx.core.clone();
+        self.ctx.spawner.spawn(async move {
+            let Some(core) = core.upgrade() else { return };
+            for dev in devices.into_iter().rev() {
+                let _ = crate::base::device_unregister(&core, dev).await;
+            }
+        });
+    }
+}
+
 impl Driver for PiixIde {
     fn name(&self) -> &'static str {
         DRIVER_NAME
@@ -177,6 +191,9 @@ impl Driver for PiixIde {
             core.set_managed(channel);
             if let Err(e) = core.device_add(channel) {
                 core.put(channel);
+                // A failed probe leaves nothing behind: the driver is not
+                // bound, so unbind would never remove what was added.
+                self.unregister_later(slots.channels.iter().flatten().copied().collect());
                 return Err(e);
             }
             slots.channels[usize::from(index)] = Some(channel);

@@ -103,25 +103,40 @@ impl Pci {
 
     /// Register every function present in a slot that is not registered yet
     /// (boot enumeration, and rescans after a hot-add). Returns how many
-    /// were added.
+    /// were added; [`Pci::scan_slot_checked`] also tells whether one has to
+    /// wait for an old object's release.
     pub fn scan_slot(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8, slot: u8) -> usize {
-        let Some(&parent) = self.bus_parents.get(&bus) else { return 0 };
+        self.scan_slot_checked(core, cfg, bus, slot).0
+    }
+
+    /// `scan_slot`, also saying whether a function could not register
+    /// because the object that last held its name is not released yet
+    /// (EBUSY): the caller retries once it is.
+    pub fn scan_slot_checked(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8, slot: u8) -> (usize, bool) {
+        let Some(&parent) = self.bus_parents.get(&bus) else { return (0, false) };
         let f0 = Bdf::new(bus, slot, 0);
         if cfg.read16(f0, reg::VENDOR) == 0xffff {
-            return 0;
+            return (0, false);
         }
         let functions = if cfg.read8(f0, reg::HEADER_TYPE) & 0x80 != 0 { 8 } else { 1 };
-        let mut added = 0;
+        let (mut added, mut busy) = (0, false);
         for func in 0..functions {
             let bdf = Bdf::new(bus, slot, func);
             if self.functions.contains_key(&bdf) || cfg.read16(bdf, reg::VENDOR) == 0xffff {
                 continue;
             }
-            if self.add_function(core, cfg, bdf, parent).is_ok() {
-                added += 1;
+            match self.add_function(core, cfg, bdf, parent) {
+                Ok(_) => added += 1,
+                Err(Errno::EBUSY) => busy = true,
+                Err(_) => {}
             }
         }
-        added
+        (added, busy)
+    }
+
+    /// Is anything present in config space at this slot?
+    pub fn slot_present(cfg: &dyn ConfigSpace, bus: u8, slot: u8) -> bool {
+        cfg.read16(Bdf::new(bus, slot, 0), reg::VENDOR) != 0xffff
     }
 
     fn add_function(
@@ -191,7 +206,24 @@ impl Pci {
             _ => {}
         }
         let name = format!("{bdf}");
-        let dev = core.device_register(&name, Some(parent), Some(self.bus), Box::new(function))?;
+        let rollback = function.clone();
+        let dev = match core.device_register(&name, Some(parent), Some(self.bus), Box::new(function)) {
+            Ok(dev) => dev,
+            Err(e) => {
+                // Nothing may stay allocated for a function that is not in
+                // the model: give back its BARs, windows and bus numbers.
+                if let Some(window) = self.windows.get_mut(&bdf.bus) {
+                    resources::release_bars(&rollback.bars, window);
+                    if let Some(w) = rollback.windows {
+                        resources::release_windows(&w, window);
+                    }
+                }
+                if let Some(secondary) = rollback.secondary {
+                    self.bus_numbers.remove(&secondary);
+                }
+                return Err(e);
+            }
+        };
         self.functions.insert(bdf, dev);
         if let Some((secondary, window)) = child_window {
             self.windows.insert(secondary, window);
@@ -244,12 +276,7 @@ impl Pci {
         if let Some(window) = self.windows.get_mut(&function.bdf.bus) {
             resources::release_bars(&function.bars, window);
             if let Some(w) = function.windows {
-                if let Some((base, _)) = w.mem {
-                    window.mem.free(base);
-                }
-                if let (Some((base, _)), Some(io)) = (w.io, window.io.as_mut()) {
-                    io.free(base);
-                }
+                resources::release_windows(&w, window);
             }
         }
         // Functions below the bridge went with it (the tree removes children

@@ -223,6 +223,16 @@ pub fn release_bars(bars: &[Bar], window: &mut Window) {
     }
 }
 
+/// Give a bridge's windows back to its parent's window.
+pub fn release_windows(windows: &BridgeWindows, parent: &mut Window) {
+    if let Some((base, _)) = windows.mem {
+        parent.mem.free(base);
+    }
+    if let (Some((base, _)), Some(io)) = (windows.io, parent.io.as_mut()) {
+        io.free(base);
+    }
+}
+
 /// A bridge's forwarding windows as programmed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BridgeWindows {

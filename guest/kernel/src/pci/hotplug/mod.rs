@@ -16,17 +16,49 @@ pub mod pciehp;
 
 use alloc::vec::Vec;
 
+use super::Pci;
 use super::config::PortConfig;
 use super::device::PciFunction;
 use crate::base::device_unregister;
+use crate::executor::yield_now;
 use crate::klog;
-use crate::system::KernelRef;
+use crate::system::{BusWork, KernelRef};
 
-/// Rescan one slot after a hot-add; returns how many functions registered.
+/// Executor passes between two retries of a hot-add that had to wait.
+const RETRY_PASSES: u32 = 16;
+
+/// Rescan one slot after a hot-add. A function whose name is still held by
+/// an unreleased object (someone kept a reference to the device that was
+/// in this slot before) is registered once that object is released, as the
+/// 2003 IDE fix made slot reuse wait on `release()`; until then the work
+/// counts for `settle`. Returns how many functions registered now.
 pub fn add_slot(k: &KernelRef, bus: u8, slot: u8) -> usize {
     let cfg = PortConfig::new(k.platform);
-    let added = k.pci.borrow_mut().scan_slot(&mut k.core.borrow_mut(), &cfg, bus, slot);
+    let (added, busy) = k.pci.borrow_mut().scan_slot_checked(&mut k.core.borrow_mut(), &cfg, bus, slot);
     klog!(k.platform, "pci: hot-add on {bus:02x}:{slot:02x}: {added} function(s)");
+    if busy {
+        klog!(k.platform, "pci: {bus:02x}:{slot:02x} waits for the release of the device that was there");
+        k.core.borrow_mut().notice(alloc::format!("hotplug busy {bus:02x}:{slot:02x}"));
+        let work = BusWork::start(&k.bus_work);
+        let k2 = k.clone();
+        k.spawner.spawn(async move {
+            let _work = work;
+            loop {
+                for _ in 0..RETRY_PASSES {
+                    yield_now().await;
+                }
+                let cfg = PortConfig::new(k2.platform);
+                if !Pci::slot_present(&cfg, bus, slot) {
+                    return; // unplugged again meanwhile
+                }
+                let (added, busy) = k2.pci.borrow_mut().scan_slot_checked(&mut k2.core.borrow_mut(), &cfg, bus, slot);
+                if !busy {
+                    klog!(k2.platform, "pci: {bus:02x}:{slot:02x}: {added} function(s) after the release");
+                    return;
+                }
+            }
+        });
+    }
     added
 }
 
