@@ -67,43 +67,50 @@ pub struct Options {
 /// Run every applicable cell; print the table; write the reports.
 pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>> {
     let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
-    let mut results = Vec::new();
-    let mut handles = Vec::new();
+    // Cells in matrix order: a skip is decided now, the rest run in parallel.
+    enum Cell {
+        Skipped(CellResult),
+        Running { profile: String, scenario: String, handle: tokio::task::JoinHandle<CellResult> },
+    }
+    let mut cells = Vec::new();
     for profile in &file.profiles {
         for name in &file.scenarios {
             let scenario = scenario::get(name)?;
             if !scenario.profiles.contains(&profile.as_str()) {
-                results.push(CellResult {
+                cells.push(Cell::Skipped(CellResult {
                     profile: profile.clone(),
                     scenario: scenario.name.to_string(),
                     outcome: Outcome::Skipped,
                     seconds: 0.0,
                     error: Some(format!("{} applies to {} only", scenario.name, scenario.profiles.join(", "))),
                     artifacts: None,
-                });
+                }));
                 continue;
             }
-            let (limit, profile) = (Arc::clone(&limit), profile.clone());
-            let cell = (profile.clone(), scenario.name.to_string());
+            let (limit, task_profile) = (Arc::clone(&limit), profile.clone());
             let handle = tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-                let result = run_cell(&profile, &scenario).await;
-                eprintln!("matrix: {profile}/{} {:?}", scenario.name, result.outcome);
+                let result = run_cell(&task_profile, &scenario).await;
+                eprintln!("matrix: {task_profile}/{} {:?}", scenario.name, result.outcome);
                 result
             });
-            handles.push((cell, handle));
+            cells.push(Cell::Running { profile: profile.clone(), scenario: name.clone(), handle });
         }
     }
-    for ((profile, scenario), handle) in handles {
-        // A panicking cell is a failed cell, not the end of the matrix.
-        results.push(handle.await.unwrap_or_else(|e| CellResult {
-            artifacts: Some(crate::artifacts::root().join(format!("matrix-{profile}-{scenario}"))),
-            profile,
-            scenario,
-            outcome: Outcome::Failed,
-            seconds: 0.0,
-            error: Some(format!("the cell panicked: {e}")),
-        }));
+    let mut results = Vec::new();
+    for cell in cells {
+        results.push(match cell {
+            Cell::Skipped(result) => result,
+            // A panicking cell is a failed cell, not the end of the matrix.
+            Cell::Running { profile, scenario, handle } => handle.await.unwrap_or_else(|e| CellResult {
+                artifacts: Some(crate::artifacts::root().join(format!("matrix-{profile}-{scenario}"))),
+                profile,
+                scenario,
+                outcome: Outcome::Failed,
+                seconds: 0.0,
+                error: Some(format!("the cell panicked: {e}")),
+            }),
+        });
     }
     write_reports(&results, &options.out_dir)?;
     print_table(&results);
