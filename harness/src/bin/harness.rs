@@ -112,7 +112,11 @@ async fn dispatch(command: Command) -> Result<bool> {
             }
             for request in &requests {
                 match vm.try_call(request).await? {
-                    Ok(payload) => print!("{}", String::from_utf8_lossy(&payload)),
+                    Ok(payload) => {
+                        let text = String::from_utf8_lossy(&payload);
+                        // Some replies (a path, a handle) have no newline.
+                        if text.is_empty() || text.ends_with('\n') { print!("{text}") } else { println!("{text}") }
+                    }
                     Err(e) => println!("{request}: {e}"),
                 }
             }
