@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt::Write;
 
-use crate::base::{Core, CoreRef};
+use crate::base::{Core, CoreRef, KernelEvent};
 use crate::cmdline::Cmdline;
 use crate::control::{Incoming, LineAssembler, Outbox, verbs};
 use crate::errno::Errno;
@@ -76,6 +76,10 @@ impl Kernel {
         let events = self.core.borrow_mut().take_events();
         let mut out = self.out.borrow_mut();
         for event in &events {
+            if let KernelEvent::Bug(text) = event {
+                // The console gets it too: it is the artifact people read.
+                klog!(self.platform, "BUG: {text}");
+            }
             out.event(event);
         }
     }
@@ -155,7 +159,7 @@ impl System {
             }
         }
         if k.core.borrow().bug_count() > 0 {
-            klog!(k.platform, "BUG: the driver model's rules were broken; see the control channel");
+            klog!(k.platform, "stopping after a BUG (exit code {})", ExitCode::Bug.host_status());
             k.platform.exit(ExitCode::Bug);
         }
         if k.poweroff.get() {

@@ -144,7 +144,7 @@ impl Outbox {
     pub fn event(&mut self, event: &KernelEvent) {
         let line = match event {
             KernelEvent::Uevent(u) => format!("* uevent {}\n", u.to_line()),
-            KernelEvent::Bug(text) => format!("* bug {text}\n"),
+            KernelEvent::Bug(text) => format!("* bug BUG: {text}\n"),
             KernelEvent::Notice(text) => format!("* {text}\n"),
         };
         self.bytes.extend(line.bytes());

@@ -253,9 +253,15 @@ fn a_bug_is_reported_then_exits_with_the_bug_code() {
     assert!(outcome.is_err(), "a BUG exits");
     assert_eq!(platform.exited().map(|(code, _)| code), Some(ExitCode::Bug));
     let messages = parse(&platform.control_output());
-    assert!(messages.contains(&Message::Async(String::from("bug release of root/testbus/t1 while still registered"))));
+    assert!(
+        messages.contains(&Message::Async(String::from("bug BUG: release of root/testbus/t1 while still registered")))
+    );
     assert_eq!(reply_tags(&messages), ["1", "2"]);
-    assert!(platform.console_output().contains("BUG: "));
+    assert!(
+        platform.console_output().contains("BUG: release of root/testbus/t1 while still registered"),
+        "the console names the BUG too: {}",
+        platform.console_output()
+    );
 }
 
 /// ACPI hot-plug on `pc` end to end: a hot-added function registers and is
