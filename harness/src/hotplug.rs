@@ -152,12 +152,10 @@ impl Vm {
     /// Wait for `DEVICE_DELETED` with `data.device == id` from event
     /// position `from`; returns when the harness read it.
     pub async fn wait_device_deleted(&self, from: usize, id: &str) -> Result<Instant> {
-        self.within(&format!("DEVICE_DELETED for {id}"), self.config.timeouts.event, async {
-            let (_, event) =
-                self.qmp.wait_event(from, |e| e.name == "DEVICE_DELETED" && e.str("device") == Some(id)).await?;
-            Ok(event.received)
-        })
-        .await
+        let what = format!("DEVICE_DELETED for {id}");
+        let event =
+            self.wait_qmp_event(from, &what, |e| e.name == "DEVICE_DELETED" && e.str("device") == Some(id)).await?;
+        Ok(event.received)
     }
 
     /// Has QEMU sent DEVICE_DELETED for `id` since event position `from`?

@@ -156,17 +156,13 @@ impl Vm {
 
     async fn wait_tray(&self, from: usize, drive: &str, open: bool) -> Result<()> {
         let what = format!("DEVICE_TRAY_MOVED {drive} tray-open={open}");
-        self.within(&what, self.config.timeouts.event, async {
-            self.qmp
-                .wait_event(from, |e| {
-                    e.name == "DEVICE_TRAY_MOVED"
-                        && e.str("id") == Some(drive)
-                        && e.data.get("tray-open").and_then(Value::as_bool) == Some(open)
-                })
-                .await?;
-            Ok(())
+        self.wait_qmp_event(from, &what, |e| {
+            e.name == "DEVICE_TRAY_MOVED"
+                && e.str("id") == Some(drive)
+                && e.data.get("tray-open").and_then(Value::as_bool) == Some(open)
         })
         .await
+        .map(drop)
     }
 
     async fn wait_media_uevent(&self, from: usize, devpath: &str, present: bool) -> Result<()> {

@@ -22,7 +22,7 @@ use crate::control::{Control, ControlError, PendingReply};
 use crate::driverfs::Snapshot;
 use crate::profile::Profile;
 use crate::qemu::{self, Accel, Firmware, GuestExit, LaunchSpec};
-use crate::qmp::{Qmp, QmpError};
+use crate::qmp::{Event, Qmp, QmpError};
 use crate::stats::Stats;
 use crate::transcript::Transcript;
 
@@ -105,9 +105,11 @@ pub struct Vm {
     stderr: Arc<Mutex<String>>,
     artifacts: Option<Artifacts>,
     /// Keeps the socket directory alive; removed on drop.
-    _sockets: tempfile::TempDir,
+    sockets: tempfile::TempDir,
     snapshots_taken: usize,
     qemu_pid: Option<u32>,
+    /// The guest console (COM1), in the artifacts or the socket directory.
+    console_log: PathBuf,
     /// Block nodes `insert_media` created, by drive id.
     pub(crate) media_nodes: Mutex<std::collections::HashMap<String, String>>,
     /// When `boot` started, for latency measurements.
@@ -274,9 +276,10 @@ impl Vm {
             _kill: kill,
             stderr,
             artifacts,
-            _sockets: sockets,
+            sockets,
             snapshots_taken: 0,
             qemu_pid,
+            console_log,
             media_nodes: Mutex::new(std::collections::HashMap::new()),
             started,
             hello_at,
@@ -290,7 +293,7 @@ impl Vm {
 
     /// The private 0700 directory holding the QMP and control sockets.
     pub fn socket_dir(&self) -> &std::path::Path {
-        self._sockets.path()
+        self.sockets.path()
     }
 
     /// How QEMU ended, if it has.
@@ -315,17 +318,10 @@ impl Vm {
         let mut starting = Starting {
             exit: self.exit.clone(),
             stderr: Arc::clone(&self.stderr),
-            console_log: self.console_log(),
+            console_log: self.console_log.clone(),
             control: Some(self.control.clone()),
         };
         starting.within(what, timeout, fut).await.map_err(|e| self.enrich(e))
-    }
-
-    fn console_log(&self) -> PathBuf {
-        match &self.artifacts {
-            Some(a) => a.path("console.log"),
-            None => self._sockets.path().join("console.log"),
-        }
     }
 
     /// Add what the guest said about its death to an error.
@@ -423,6 +419,12 @@ impl Vm {
         let what = format!("the uevent {what}");
         self.within(&what, self.config.timeouts.event, async { Ok(self.control.wait_uevent(from, &matches).await?) })
             .await
+    }
+
+    /// Wait for a QMP event at or after position `from` of the event log
+    /// (take it with `vm.qmp.cursor()` before acting).
+    pub async fn wait_qmp_event(&self, from: usize, what: &str, matches: impl Fn(&Event) -> bool) -> Result<Event> {
+        self.within(what, self.config.timeouts.event, async { Ok(self.qmp.wait_event(from, &matches).await?.1) }).await
     }
 
     /// Wait for a `* <notice>` line from the guest at or after position
