@@ -422,7 +422,10 @@ impl Driverfs {
     }
 
     pub(crate) fn hold_released(&self, node: NodeId) -> bool {
-        self.holds.get(&self.path(node)) != Some(&Hold::Blocking)
+        // Asked on every executor pass while a read is held: borrow the
+        // path rather than clone it.
+        let path = self.node(node).map_or("", |n| n.path.as_str());
+        self.holds.get(path) != Some(&Hold::Blocking)
     }
 
     pub(crate) fn hold_end(&mut self, node: NodeId) {
@@ -432,7 +435,7 @@ impl Driverfs {
         }
     }
 
-    /// Holds that are armed or blocking, for `stats`-style diagnostics.
+    /// Paths with a hold armed, blocking or released but not yet consumed.
     pub fn holds(&self) -> Vec<String> {
         self.holds.keys().cloned().collect()
     }
