@@ -15,11 +15,10 @@
 //! profiles have none.
 
 use alloc::collections::BTreeSet;
-use alloc::format;
 use alloc::rc::Rc;
 use core::cell::RefCell;
 
-use super::{add_slot, bits, remove_slot};
+use super::{add_slot, bits, remove_then_eject};
 use crate::executor::yield_now;
 use crate::hw::Platform;
 use crate::klog;
@@ -66,11 +65,12 @@ impl AcpiHotplug {
                 let work = BusWork::start(&k.bus_work);
                 k.spawner.clone().spawn(async move {
                     let _work = work;
-                    remove_slot(&k, 0, slot).await;
-                    k.core.borrow_mut().notice(format!("hotplug eject 00:{slot:02x}"));
-                    k.platform.outl(PCI_SEL, ROOT_BSEL);
-                    k.platform.outl(PCI_EJ, 1 << slot);
-                    klog!(k.platform, "pci: ejected slot {slot}");
+                    remove_then_eject(&k, 0, slot, |k| {
+                        k.platform.outl(PCI_SEL, ROOT_BSEL);
+                        k.platform.outl(PCI_EJ, 1 << slot);
+                        klog!(k.platform, "pci: ejected slot {slot}");
+                    })
+                    .await;
                     removing.borrow_mut().remove(&slot);
                 });
             }

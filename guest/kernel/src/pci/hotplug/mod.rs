@@ -81,6 +81,15 @@ pub async fn remove_slot(k: &KernelRef, bus: u8, slot: u8) {
     }
 }
 
+/// Removal, then the eject: take the slot's functions out of the model,
+/// announce `* hotplug eject <bb:ss>` (the harness checks that `remove` came
+/// before it on the channel), and only then let `eject` tell QEMU to finish.
+pub async fn remove_then_eject(k: &KernelRef, bus: u8, slot: u8, eject: impl FnOnce(&KernelRef)) {
+    remove_slot(k, bus, slot).await;
+    k.core.borrow_mut().notice(alloc::format!("hotplug eject {bus:02x}:{slot:02x}"));
+    eject(k);
+}
+
 /// Start the poller of every hot-plug controller the machine has.
 pub fn start(k: &KernelRef) {
     let chipset = k.pci.borrow().chipset;

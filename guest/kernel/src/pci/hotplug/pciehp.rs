@@ -18,7 +18,7 @@ use alloc::format;
 use alloc::rc::Rc;
 use core::cell::Cell;
 
-use super::{add_slot, remove_slot};
+use super::{add_slot, remove_slot, remove_then_eject};
 use crate::executor::yield_now;
 use crate::klog;
 use crate::pci::config::{Bdf, ConfigSpace, PortConfig, find_capability};
@@ -111,11 +111,14 @@ impl Slot {
             (k.clone(), Rc::clone(&self.removing), self.bridge, self.cap, self.secondary);
         k.spawner.spawn(async move {
             let _work = work;
-            remove_slot(&k2, secondary, 0).await;
             if eject {
-                k2.core.borrow_mut().notice(format!("hotplug eject {secondary:02x}:00"));
-                set_power(&PortConfig::new(k2.platform), bridge, cap, false);
-                klog!(k2.platform, "pci: powered off {bridge}");
+                remove_then_eject(&k2, secondary, 0, |k| {
+                    set_power(&PortConfig::new(k.platform), bridge, cap, false);
+                    klog!(k.platform, "pci: powered off {bridge}");
+                })
+                .await;
+            } else {
+                remove_slot(&k2, secondary, 0).await;
             }
             removing.set(false);
         });
