@@ -3,6 +3,7 @@
 
 use alloc::string::String;
 
+#[derive(Clone, Debug)]
 pub struct Cmdline {
     raw: String,
 }

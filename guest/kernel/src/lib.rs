@@ -20,6 +20,7 @@ pub mod executor;
 pub mod hw;
 pub mod ide;
 pub mod pci;
+pub mod subsystem;
 pub mod system;
 pub mod testbus;
 pub mod uart;

@@ -1,95 +1,31 @@
-//! Wiring and the main loop: boot the subsystems, then forever read the
-//! control channel, run one executor pass, flush output, `pause`.
+//! Wiring and the main loop: list the subsystems, boot them, then forever
+//! read the control channel, run one executor pass, flush output, `pause`.
+//! Nothing imports this module back: subsystems get what they need through
+//! [`crate::subsystem::Services`].
 
-use alloc::rc::Rc;
 use alloc::string::String;
-use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
 use core::fmt::Write;
 
-use crate::base::{Core, CoreRef, KernelEvent};
+use crate::base::Core;
 use crate::cmdline::Cmdline;
-use crate::control::{Incoming, LineAssembler, Outbox, verbs};
-use crate::errno::Errno;
-use crate::executor::{Executor, Spawner};
+use crate::control::{Control, ControlRef, Incoming, LineAssembler};
+use crate::executor::Executor;
 use crate::hw::{ExitCode, Platform};
-use crate::ide::PiixIde;
 use crate::klog;
-use crate::pci::Pci;
-use crate::pci::config::PortConfig;
-use crate::testbus::TestBus;
+use crate::subsystem::{Register, Services, Subsystems};
 use crate::uart::{COM1, COM2, Uart, UartWriter};
+use crate::{ide, pci, testbus};
 
-/// Everything a task may need. Shared as [`KernelRef`].
-pub struct Kernel {
-    pub platform: &'static dyn Platform,
-    pub core: CoreRef,
-    pub out: RefCell<Outbox>,
-    pub spawner: Spawner,
-    pub testbus: TestBus,
-    pub pci: RefCell<Pci>,
-    /// Set by `poweroff`: exit once the reply is on the wire.
-    pub poweroff: Cell<bool>,
-    /// Set by `selftest hang`: stop serving the control channel.
-    pub hang: Cell<bool>,
-    /// Executor passes so far (`settle` waits for pollers to run).
-    pub passes: Cell<u64>,
-    /// Bus work in flight (hot-plug handling, media changes); `settle`
-    /// waits for zero.
-    pub bus_work: Rc<Cell<u32>>,
-    pub ide: Rc<crate::ide::IdeContext>,
-    /// References taken with `devref get`, by device path, so tests can hold
-    /// an object past its removal the way a driver would.
-    pub held_refs: RefCell<Vec<(String, crate::base::DeviceId)>>,
-}
-
-pub type KernelRef = Rc<Kernel>;
-
-/// Marks bus work in flight while alive (a hot-plug event being handled, a
-/// media change), so `settle` waits for it.
-pub struct BusWork {
-    counter: Rc<Cell<u32>>,
-}
-
-impl BusWork {
-    pub fn start(counter: &Rc<Cell<u32>>) -> Self {
-        counter.set(counter.get() + 1);
-        BusWork { counter: Rc::clone(counter) }
-    }
-}
-
-impl Drop for BusWork {
-    fn drop(&mut self) {
-        self.counter.set(self.counter.get() - 1);
-    }
-}
-
-impl Kernel {
-    /// Queue a reply, after every kernel event that happened before it, so
-    /// the channel shows cause before effect.
-    pub fn reply(&self, tag: &str, result: Result<Vec<u8>, (Errno, String)>) {
-        self.flush_events();
-        self.out.borrow_mut().reply(tag, result);
-    }
-
-    pub fn flush_events(&self) {
-        let events = self.core.borrow_mut().take_events();
-        let mut out = self.out.borrow_mut();
-        for event in &events {
-            if let KernelEvent::Bug(text) = event {
-                // The console gets it too: it is the artifact people read.
-                klog!(self.platform, "BUG: {text}");
-            }
-            out.event(event);
-        }
-    }
-}
+/// The bus subsystems, in boot order: each registers after the ones whose
+/// buses it uses (`ide` puts its driver on `pci`'s bus). Adding a bus is one
+/// line here; see [`crate::subsystem`].
+pub const SUBSYSTEMS: &[Register] = &[testbus::register, pci::register, ide::register];
 
 pub struct System {
-    pub kernel: KernelRef,
+    pub control: ControlRef,
     executor: Executor,
     input: LineAssembler,
-    control: Uart,
+    control_port: Uart,
 }
 
 /// Most bytes taken from the control UART per pass, so a flood of input
@@ -97,81 +33,66 @@ pub struct System {
 const MAX_INPUT_PER_PASS: usize = 4096;
 
 impl System {
+    /// Boot with [`SUBSYSTEMS`].
     pub fn boot(platform: &'static dyn Platform, cmdline: &Cmdline) -> System {
+        System::boot_with(platform, cmdline, SUBSYSTEMS)
+    }
+
+    /// Boot with the given subsystems (host tests add their own).
+    pub fn boot_with(platform: &'static dyn Platform, cmdline: &Cmdline, subsystems: &[Register]) -> System {
         let console = Uart::new(COM1);
-        let control = Uart::new(COM2);
+        let control_port = Uart::new(COM2);
         console.init(platform);
-        control.init(platform);
+        control_port.init(platform);
         klog!(platform, "driverfs-guest {} booting, cmdline \"{}\"", env!("CARGO_PKG_VERSION"), cmdline.raw());
         if cmdline.flag("selftest.panic") {
             panic!("selftest.panic on the kernel command line");
         }
 
-        let core = Core::new_shared();
         let executor = Executor::new();
-        let bus_work = Rc::new(Cell::new(0));
-        let (testbus, pci, ide) = {
-            let mut c = core.borrow_mut();
-            let testbus = TestBus::init(&mut c);
-            let pci = Pci::init(&mut c, &PortConfig::new(platform));
-            let ide = PiixIde::register(&mut c, &core, platform, executor.spawner(), Rc::clone(&bus_work), pci.bus);
-            (testbus, pci, ide)
-        };
-        klog!(platform, "pci: {:?} chipset, {} devices registered", pci.chipset, core.borrow().totals().registered);
-        let kernel = Rc::new(Kernel {
-            platform,
-            core,
-            out: RefCell::new(Outbox::default()),
-            spawner: executor.spawner(),
-            testbus,
-            pci: RefCell::new(pci),
-            poweroff: Cell::new(false),
-            hang: Cell::new(cmdline.flag("selftest.hang")),
-            passes: Cell::new(0),
-            bus_work,
-            ide,
-            held_refs: RefCell::new(Vec::new()),
-        });
-        crate::pci::hotplug::start(&kernel);
-        System { kernel, executor, input: LineAssembler::default(), control }
+        let sys = Services::new(platform, Core::new_shared(), executor.spawner(), cmdline.clone());
+        let subsystems = Subsystems::boot(&sys, subsystems);
+        let control = Control::new(sys, subsystems, cmdline.flag("selftest.hang"));
+        System { control, executor, input: LineAssembler::default(), control_port }
     }
 
     /// One turn of the main loop.
     pub fn step(&mut self) {
-        let k = &self.kernel;
+        let k = &self.control;
+        let platform = k.sys.platform;
         if !k.hang.get() {
             for _ in 0..MAX_INPUT_PER_PASS {
-                let Some(byte) = self.control.read_byte(k.platform) else { break };
+                let Some(byte) = self.control_port.read_byte(platform) else { break };
                 match self.input.feed(byte) {
-                    Some(Incoming::Request(req)) => verbs::dispatch(k, req),
+                    Some(Incoming::Request(req)) => k.dispatch(req),
                     Some(Incoming::Invalid { tag, errno, text }) => k.reply(&tag, Err((errno, text))),
                     None => {}
                 }
             }
         }
         self.executor.run_pass();
-        k.passes.set(k.passes.get() + 1);
+        k.pass_done();
         k.flush_events();
-        let bytes = k.out.borrow_mut().take();
+        let bytes = k.take_output();
         if !k.hang.get() {
             for b in bytes {
-                self.control.write_byte(k.platform, b);
+                self.control_port.write_byte(platform, b);
             }
         }
-        if k.core.borrow().bug_count() > 0 {
-            klog!(k.platform, "stopping after a BUG (exit code {})", ExitCode::Bug.host_status());
-            k.platform.exit(ExitCode::Bug);
+        if k.sys.core.borrow().bug_count() > 0 {
+            klog!(platform, "stopping after a BUG (exit code {})", ExitCode::Bug.host_status());
+            platform.exit(ExitCode::Bug);
         }
         if k.poweroff.get() {
-            klog!(k.platform, "poweroff");
-            k.platform.exit(ExitCode::PowerOff);
+            klog!(platform, "poweroff");
+            platform.exit(ExitCode::PowerOff);
         }
     }
 
     pub fn run(mut self) -> ! {
         loop {
             self.step();
-            self.kernel.platform.relax();
+            self.control.sys.platform.relax();
         }
     }
 }

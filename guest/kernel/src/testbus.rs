@@ -6,6 +6,8 @@
 //! Layout: a bus-less root device `root/testbus`, devices under it (or under
 //! another test device), `bus/testbus/devices/<name>` links, and the driver
 //! `bus/testbus/drivers/testdrv`.
+//!
+//! As a [`Subsystem`] it owns the `testdev` verb.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -13,8 +15,11 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::base::device::LocalFuture;
 use crate::base::{Attribute, BusId, Core, CoreRef, DeviceData, DeviceId, Driver, StoreEffect, device_unregister};
+use crate::control::request::{Reply, Request, fail, with_context};
 use crate::errno::Errno;
+use crate::subsystem::{ServicesRef, Subsystem};
 
 pub const BUS_NAME: &str = "testbus";
 pub const DRIVER_NAME: &str = "testdrv";
@@ -139,4 +144,40 @@ fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         && name != "."
         && name != ".."
+}
+
+/// Boot: register the test bus, its root and its driver.
+pub fn register(sys: &ServicesRef) -> Rc<dyn Subsystem> {
+    Rc::new(TestBus::init(&mut sys.core.borrow_mut()))
+}
+
+impl Subsystem for TestBus {
+    fn name(&self) -> &'static str {
+        BUS_NAME
+    }
+
+    fn verbs(&self) -> &'static [&'static str] {
+        &["testdev"]
+    }
+
+    /// `testdev add <name> [parent]` answers the new device's path;
+    /// `testdev del <name>` answers once the removal has completed.
+    fn serve(self: Rc<Self>, sys: ServicesRef, req: Request) -> LocalFuture<'static, Reply> {
+        Box::pin(async move {
+            let args = req.args();
+            match args.first().copied() {
+                Some("add") if (2..=3).contains(&args.len()) => {
+                    let mut core = sys.core.borrow_mut();
+                    let dev =
+                        self.add(&mut core, args[1], args.get(2).copied()).map_err(|e| with_context(e, args[1]))?;
+                    Ok(core.device_path(dev).into_bytes())
+                }
+                Some("del") if args.len() == 2 => {
+                    self.del(&sys.core, args[1]).await.map_err(|e| with_context(e, args[1]))?;
+                    Ok(Vec::new())
+                }
+                _ => fail(Errno::EINVAL, "usage: testdev add <name> [parent] | testdev del <name>"),
+            }
+        })
+    }
 }

@@ -8,8 +8,19 @@
 //!
 //! Every request runs as its own task, so one that waits (a held read, a
 //! removal draining it) never stops the next one from being answered.
+//!
+//! - [`request`]: a parsed request and the reply type (what subsystems see);
+//! - [`server`]: the control state and the routing of verbs, the core's
+//!   own or a subsystem's ([`crate::subsystem`]);
+//! - [`verbs`]: the driver core's verbs (`snapshot`, `open`, `settle`, ...);
+//! - this file: framing, both ways.
 
+pub mod request;
+pub mod server;
 pub mod verbs;
+
+pub use request::{Reply, Request};
+pub use server::{Control, ControlRef};
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -23,23 +34,6 @@ use crate::errno::Errno;
 pub const MAX_LINE: usize = 4096;
 /// Longest tag the guest echoes back.
 pub const MAX_TAG: usize = 32;
-
-/// One parsed request line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub tag: String,
-    pub verb: String,
-    /// Everything after the verb and one space, unparsed (`write` keeps
-    /// spaces in its data).
-    pub rest: String,
-}
-
-impl Request {
-    /// Space-separated arguments.
-    pub fn args(&self) -> Vec<&str> {
-        self.rest.split(' ').filter(|a| !a.is_empty()).collect()
-    }
-}
 
 /// What the line assembler made of the input so far.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,77 +1,43 @@
-//! The verbs of the control protocol. Each request runs as its own task;
-//! see `control/mod.rs` for the framing.
+//! The driver core's verbs of the control protocol (a subsystem's verbs are its
+//! own, see [`crate::subsystem`]). Each request runs as its own task; see
+//! `control/mod.rs` for the framing.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::Request;
+use super::ControlRef;
+use super::request::{Reply, Request, arg_count, fail, with_context};
 use crate::base::dd;
 use crate::driverfs::{file, snapshot};
 use crate::errno::Errno;
 use crate::executor::wait_until;
-use crate::system::KernelRef;
+use crate::subsystem::SETTLE_PASSES;
 
 /// Protocol version announced by `hello`. Bumped only for incompatible
 /// changes; new verbs are announced as features.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Announced by `hello`, space-separated: the verbs, plus `pci-hotplug`
-/// (the guest follows PCI hot-plug and ejects on request).
-pub const FEATURES: &str = "snapshot stats settle open read write close hold unhold bind unbind testdev selftest \
-                            poweroff devref ide pci-hotplug";
+/// The verbs the driver core serves itself. A subsystem may not declare
+/// one of them.
+pub const CORE_VERBS: &[&str] = &[
+    "hello", "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind",
+    "selftest", "poweroff", "devref",
+];
 
-type Reply = Result<Vec<u8>, (Errno, String)>;
-
-/// Executor passes `settle` waits: more than the slowest poller's period
-/// (the CD media poll runs every 8 passes).
-const SETTLE_PASSES: u64 = 20;
-
-fn fail<T>(errno: Errno, text: impl Into<String>) -> Result<T, (Errno, String)> {
-    Err((errno, text.into()))
-}
-
-fn with_context(errno: Errno, what: &str) -> (Errno, String) {
-    let text = match errno {
-        Errno::ENOENT => format!("no such entry: {what}"),
-        Errno::ENODEV => format!("removed: {what}"),
-        Errno::EBADF => format!("no such handle: {what}"),
-        Errno::EBUSY => format!("busy: {what}"),
-        Errno::EEXIST => format!("already exists: {what}"),
-        Errno::EISDIR => format!("not an attribute: {what}"),
-        Errno::ENOTDIR => format!("not a directory: {what}"),
-        Errno::EACCES => format!("not writable: {what}"),
-        _ => String::from(what),
-    };
-    (errno, text)
-}
-
-fn arg_count(req: &Request, min: usize, max: usize, usage: &str) -> Result<(), (Errno, String)> {
-    let n = req.args().len();
-    if n < min || n > max { fail(Errno::EINVAL, format!("usage: {usage}")) } else { Ok(()) }
-}
+/// The driver core's part of `hello`'s feature list: its verbs but `hello`.
+/// The subsystems' verbs and features follow it.
+pub const FEATURES: &[&str] = &[
+    "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind", "selftest",
+    "poweroff", "devref",
+];
 
 fn parse_handle(text: &str) -> Result<u32, (Errno, String)> {
     text.parse::<u32>().map_err(|_| (Errno::EINVAL, format!("bad handle: {text}")))
 }
 
-/// Start the task that serves `req`.
-pub fn dispatch(k: &KernelRef, req: Request) {
-    if req.verb == "selftest" && req.args().first() == Some(&"garbage") {
-        // The garbage is the answer: no well-formed reply follows it.
-        if let Err((errno, text)) = garbage(k, &req) {
-            k.reply(&req.tag, Err((errno, text)));
-        }
-        return;
-    }
-    let k2 = k.clone();
-    k.spawner.spawn(async move {
-        let result = serve(&k2, &req).await;
-        k2.reply(&req.tag, result);
-    });
-}
-
-async fn serve(k: &KernelRef, req: &Request) -> Reply {
+/// Serve one of [`CORE_VERBS`].
+pub(super) async fn serve(k: &ControlRef, req: &Request) -> Reply {
     let args = req.args();
     match req.verb.as_str() {
         "hello" => {
@@ -79,93 +45,81 @@ async fn serve(k: &KernelRef, req: &Request) -> Reply {
             Ok(format!(
                 "protocol {PROTOCOL_VERSION}\nguest driverfs-guest {}\nfeatures {}\n",
                 env!("CARGO_PKG_VERSION"),
-                FEATURES
+                k.features()
             )
             .into_bytes())
         }
         "snapshot" => {
             arg_count(req, 0, 1, "snapshot [subtree]")?;
-            let core = k.core.borrow();
+            let core = k.sys.core.borrow();
             snapshot::render(&core, args.first().copied())
                 .map(String::into_bytes)
                 .map_err(|e| with_context(e, args.first().copied().unwrap_or("")))
         }
         "stats" => {
             arg_count(req, 0, 0, "stats")?;
-            Ok(k.core.borrow().render_stats().into_bytes())
+            Ok(k.sys.core.borrow().render_stats().into_bytes())
         }
         "settle" => {
             arg_count(req, 0, 0, "settle")?;
             // Enough passes that every bus poller has looked at its hardware
             // at least once since the request came in, and nothing in flight.
-            let start = k.passes.get();
-            wait_until(|| k.passes.get() >= start + SETTLE_PASSES && k.bus_work.get() == 0).await;
+            let start = k.passes();
+            wait_until(|| k.passes() >= start + SETTLE_PASSES && k.subsystems.pending_work() == 0).await;
             Ok(Vec::new())
         }
         "open" => {
             arg_count(req, 1, 1, "open <path>")?;
-            let handle = k.core.borrow_mut().fs.open(args[0]).map_err(|e| with_context(e, args[0]))?;
+            let handle = k.sys.core.borrow_mut().fs.open(args[0]).map_err(|e| with_context(e, args[0]))?;
             Ok(format!("{handle}").into_bytes())
         }
         "read" => {
             arg_count(req, 1, 1, "read <handle>")?;
             let handle = parse_handle(args[0])?;
-            file::read(&k.core, handle).await.map_err(|e| with_context(e, args[0]))
+            file::read(&k.sys.core, handle).await.map_err(|e| with_context(e, args[0]))
         }
         "write" => {
             let (handle, data) = req.rest.split_once(' ').unwrap_or((req.rest.as_str(), ""));
             let handle = parse_handle(handle)?;
-            file::write(&k.core, handle, data.as_bytes()).await.map_err(|e| with_context(e, &format!("{handle}")))?;
+            file::write(&k.sys.core, handle, data.as_bytes()).await.map_err(|e| with_context(e, &format!("{handle}")))?;
             Ok(Vec::new())
         }
         "close" => {
             arg_count(req, 1, 1, "close <handle>")?;
             let handle = parse_handle(args[0])?;
-            k.core.borrow_mut().fs.close(handle).map_err(|e| with_context(e, args[0]))?;
+            k.sys.core.borrow_mut().fs.close(handle).map_err(|e| with_context(e, args[0]))?;
             Ok(Vec::new())
         }
         "hold" => {
             arg_count(req, 1, 1, "hold <path>")?;
-            k.core.borrow_mut().fs.hold(args[0]).map_err(|e| with_context(e, args[0]))?;
+            k.sys.core.borrow_mut().fs.hold(args[0]).map_err(|e| with_context(e, args[0]))?;
             Ok(Vec::new())
         }
         "unhold" => {
             arg_count(req, 1, 1, "unhold <path>")?;
-            k.core.borrow_mut().fs.unhold(args[0]).map_err(|e| with_context(e, args[0]))?;
+            k.sys.core.borrow_mut().fs.unhold(args[0]).map_err(|e| with_context(e, args[0]))?;
             Ok(Vec::new())
         }
         "bind" | "unbind" => {
             arg_count(req, 3, 3, "bind|unbind <bus> <device> <driver>")?;
             let (bus, dev, drv) = {
-                let core = k.core.borrow();
+                let core = k.sys.core.borrow();
                 let bus = core.find_bus(args[0]).ok_or_else(|| with_context(Errno::ENOENT, args[0]))?;
                 let dev = core.bus_find_device(bus, args[1]).ok_or_else(|| with_context(Errno::ENOENT, args[1]))?;
                 let drv = core.find_driver(bus, args[2]).ok_or_else(|| with_context(Errno::ENOENT, args[2]))?;
                 (bus, dev, drv)
             };
             if req.verb == "bind" {
-                dd::bind(&mut k.core.borrow_mut(), bus, dev, drv).map_err(|e| with_context(e, args[1]))?;
+                dd::bind(&mut k.sys.core.borrow_mut(), bus, dev, drv).map_err(|e| with_context(e, args[1]))?;
             } else {
-                if k.core.borrow().driver(dev) != Some(drv) {
+                if k.sys.core.borrow().driver(dev) != Some(drv) {
                     return fail(Errno::ENODEV, format!("{} is not bound to {}", args[1], args[2]));
                 }
-                dd::device_release_driver(&k.core, dev).await.map_err(|e| with_context(e, args[1]))?;
+                dd::device_release_driver(&k.sys.core, dev).await.map_err(|e| with_context(e, args[1]))?;
             }
             Ok(Vec::new())
         }
-        "testdev" => testdev(k, req).await,
         "devref" => devref(k, req),
-        "ide" => {
-            let args = req.args();
-            match (args.first().copied(), args.get(2).copied()) {
-                (Some("lock"), Some(state @ ("on" | "off"))) if args.len() == 3 => {
-                    crate::ide::set_lock(&k.ide, &mut k.core.borrow_mut(), args[1], state == "on")
-                        .map_err(|e| with_context(e, args[1]))?;
-                    Ok(Vec::new())
-                }
-                _ => fail(Errno::EINVAL, "usage: ide lock <drive> on|off"),
-            }
-        }
         "selftest" => selftest(k, req),
         "poweroff" => {
             arg_count(req, 0, 0, "poweroff")?;
@@ -176,35 +130,17 @@ async fn serve(k: &KernelRef, req: &Request) -> Reply {
     }
 }
 
-/// `testdev add <name> [parent]` answers the new device's path;
-/// `testdev del <name>` answers once the removal has completed.
-async fn testdev(k: &KernelRef, req: &Request) -> Reply {
-    let args = req.args();
-    match args.first().copied() {
-        Some("add") if (2..=3).contains(&args.len()) => {
-            let mut core = k.core.borrow_mut();
-            let dev = k.testbus.add(&mut core, args[1], args.get(2).copied()).map_err(|e| with_context(e, args[1]))?;
-            Ok(core.device_path(dev).into_bytes())
-        }
-        Some("del") if args.len() == 2 => {
-            k.testbus.del(&k.core, args[1]).await.map_err(|e| with_context(e, args[1]))?;
-            Ok(Vec::new())
-        }
-        _ => fail(Errno::EINVAL, "usage: testdev add <name> [parent] | testdev del <name>"),
-    }
-}
-
 /// `devref get <devpath>` takes a reference on a registered device and
 /// keeps it; `devref put <devpath>` drops one taken that way. This is how a
 /// test holds an object past its removal (as a driver holding
 /// `pci_dev_get` would) to see that its slot is not reused before release.
-fn devref(k: &KernelRef, req: &Request) -> Reply {
+fn devref(k: &ControlRef, req: &Request) -> Reply {
     let args = req.args();
     let (Some(op), Some(path), 2) = (args.first().copied(), args.get(1).copied(), args.len()) else {
         return fail(Errno::EINVAL, "usage: devref get|put <devpath>");
     };
     let path = path.trim_matches('/');
-    let mut core = k.core.borrow_mut();
+    let mut core = k.sys.core.borrow_mut();
     match op {
         "get" => {
             let dev = core
@@ -236,7 +172,7 @@ fn devref(k: &KernelRef, req: &Request) -> Reply {
 ///   device, which the driver core reports as a BUG;
 /// - `selftest hang`: stop answering the control channel;
 /// - `selftest garbage <kind>`: see [`garbage`].
-fn selftest(k: &KernelRef, req: &Request) -> Reply {
+fn selftest(k: &ControlRef, req: &Request) -> Reply {
     let args = req.args();
     match args.first().copied() {
         Some("panic") => {
@@ -244,9 +180,11 @@ fn selftest(k: &KernelRef, req: &Request) -> Reply {
             panic!("selftest panic: {text}");
         }
         Some("put") if args.len() == 2 => {
-            let mut core = k.core.borrow_mut();
-            let dev =
-                core.bus_find_device(k.testbus.bus, args[1]).ok_or_else(|| with_context(Errno::ENOENT, args[1]))?;
+            let mut core = k.sys.core.borrow_mut();
+            let dev = core
+                .find_bus(crate::testbus::BUS_NAME)
+                .and_then(|bus| core.bus_find_device(bus, args[1]))
+                .ok_or_else(|| with_context(Errno::ENOENT, args[1]))?;
             core.put(dev);
             Ok(Vec::new())
         }
@@ -262,7 +200,7 @@ fn selftest(k: &KernelRef, req: &Request) -> Reply {
 /// harness's protocol errors can be tested against the real guest:
 /// `long-line`, `bad-length`, `truncated` (then power off, so the payload
 /// stays short for good), `non-utf8`, `bad-status`.
-fn garbage(k: &KernelRef, req: &Request) -> Result<(), (Errno, String)> {
+pub(super) fn garbage(k: &ControlRef, req: &Request) -> Result<(), (Errno, String)> {
     let args = req.args();
     let tag = req.tag.as_str();
     let mut out = k.out.borrow_mut();

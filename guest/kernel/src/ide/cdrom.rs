@@ -19,7 +19,6 @@ use crate::base::{Core, CoreRef, DeviceId, DeviceState, UeventAction, device_unr
 use crate::executor::{wait_until, yield_now};
 use crate::hw::Platform;
 use crate::klog;
-use crate::system::BusWork;
 
 /// Executor passes between two media polls (GET EVENT STATUS NOTIFICATION
 /// costs a few dozen port accesses).
@@ -150,7 +149,7 @@ pub async fn poll(ctx: Rc<IdeContext>, drive: DeviceId, channel: Channel, unit: 
         if unchanged && (status.event == 0 || status.event == atapi::EVENT_EJECT_REQUEST) {
             continue;
         }
-        let _work = BusWork::start(&ctx.bus_work);
+        let _work = ctx.work.start();
         media_changed(&ctx, &core, drive, channel, unit).await;
     }
 }

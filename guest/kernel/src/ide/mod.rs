@@ -6,7 +6,9 @@
 //! - [`identify`], [`mbr`]: parsing what the drives return;
 //! - [`device`]: what channels, drives, partitions and media show;
 //! - [`cdrom`]: following media changes;
-//! - this file: the PCI driver (`piix-ide`) and its static drive slots.
+//! - this file: the PCI driver (`piix-ide`) and its static drive slots, and
+//!   IDE as a [`Subsystem`] (the `ide` bus, the driver on `pci`, the `ide`
+//!   verb).
 //!
 //! QEMU cannot hot-plug IDE; what changes at run time is the CD's medium,
 //! and the drive objects themselves on unbind/bind of the driver. Positions
@@ -23,17 +25,21 @@ pub mod mbr;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::{Rc, Weak};
-use core::cell::{Cell, RefCell};
+use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use ata::{AtaError, Channel, Probe};
 use device::{IdeChannel, IdeDrive, IdePartition, Media};
 
+use crate::base::device::LocalFuture;
 use crate::base::{BusId, Core, DeviceId, DeviceState, Driver};
+use crate::control::request::{Reply, Request, fail, with_context};
 use crate::errno::Errno;
 use crate::executor::Spawner;
 use crate::hw::Platform;
 use crate::klog;
 use crate::pci::device::PciFunction;
+use crate::subsystem::{PendingWork, ServicesRef, Subsystem};
 
 pub const BUS_NAME: &str = "ide";
 pub const DRIVER_NAME: &str = "piix-ide";
@@ -58,7 +64,8 @@ pub struct IdeContext {
     pub platform: &'static dyn Platform,
     pub core: Weak<RefCell<Core>>,
     pub spawner: Spawner,
-    pub bus_work: Rc<Cell<u32>>,
+    /// Media changes in progress (`settle` waits for them).
+    pub work: PendingWork,
     pub bus: BusId,
     slots: RefCell<Slots>,
 }
@@ -76,7 +83,6 @@ impl PiixIde {
         shared: &crate::base::CoreRef,
         platform: &'static dyn Platform,
         spawner: Spawner,
-        bus_work: Rc<Cell<u32>>,
         pci_bus: BusId,
     ) -> Rc<IdeContext> {
         let bus = core.bus_register(BUS_NAME);
@@ -84,7 +90,7 @@ impl PiixIde {
             platform,
             core: Rc::downgrade(shared),
             spawner,
-            bus_work,
+            work: PendingWork::default(),
             bus,
             slots: RefCell::new(Slots::default()),
         });
@@ -156,7 +162,7 @@ impl PiixIde {
 impl PiixIde {
     /// Unregister devices from a task: removal drains reads, which a
     /// synchronous probe cannot wait for.
-    fn unregister_later(&self, devices: alloc::vec::Vec<DeviceId>) {
+    fn unregister_later(&self, devices: Vec<DeviceId>) {
         let core = self.ctx.core.clone();
         self.ctx.spawner.spawn(async move {
             let Some(core) = core.upgrade() else { return };
@@ -223,4 +229,46 @@ pub fn set_lock(ctx: &IdeContext, core: &mut Core, drive_name: &str, lock: bool)
         d.locked = locked;
     }
     if locked != lock { Err(Errno::EIO) } else { Ok(()) }
+}
+
+/// IDE as a subsystem: what the driver and its media pollers share.
+pub struct IdeSubsystem {
+    ctx: Rc<IdeContext>,
+}
+
+/// Boot: register the `ide` bus and `piix-ide` on the `pci` bus, which
+/// probes the PIIX function at once (so `pci` is listed before `ide`).
+pub fn register(sys: &ServicesRef) -> Rc<dyn Subsystem> {
+    let pci_bus = sys.bus(crate::pci::BUS_NAME);
+    let ctx = PiixIde::register(&mut sys.core.borrow_mut(), &sys.core, sys.platform, sys.spawner.clone(), pci_bus);
+    Rc::new(IdeSubsystem { ctx })
+}
+
+impl Subsystem for IdeSubsystem {
+    fn name(&self) -> &'static str {
+        BUS_NAME
+    }
+
+    fn verbs(&self) -> &'static [&'static str] {
+        &["ide"]
+    }
+
+    /// `ide lock <drive> on|off`.
+    fn serve(self: Rc<Self>, sys: ServicesRef, req: Request) -> LocalFuture<'static, Reply> {
+        Box::pin(async move {
+            let args = req.args();
+            match (args.first().copied(), args.get(2).copied()) {
+                (Some("lock"), Some(state @ ("on" | "off"))) if args.len() == 3 => {
+                    set_lock(&self.ctx, &mut sys.core.borrow_mut(), args[1], state == "on")
+                        .map_err(|e| with_context(e, args[1]))?;
+                    Ok(Vec::new())
+                }
+                _ => fail(Errno::EINVAL, "usage: ide lock <drive> on|off"),
+            }
+        })
+    }
+
+    fn pending_work(&self) -> u32 {
+        self.ctx.work.count()
+    }
 }

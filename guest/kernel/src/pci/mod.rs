@@ -5,6 +5,8 @@
 //! - [`resources`]: BAR sizing, windows, allocation;
 //! - [`irq`]: INTx routing;
 //! - [`device`]: what a function shows in driverfs;
+//! - [`hotplug`]: the hot-plug controllers and the add/remove paths;
+//! - [`subsystem`]: PCI as a [`crate::subsystem::Subsystem`];
 //! - [`fake`]: an emulated configuration space for host tests.
 
 pub mod config;
@@ -13,6 +15,9 @@ pub mod hotplug;
 pub mod ids;
 pub mod irq;
 pub mod resources;
+pub mod subsystem;
+
+pub use subsystem::register;
 
 #[cfg(test)]
 pub mod fake;

@@ -23,7 +23,7 @@ use crate::executor::yield_now;
 use crate::hw::Platform;
 use crate::klog;
 use crate::pci::irq::Chipset;
-use crate::system::{BusWork, KernelRef};
+use crate::pci::subsystem::PciRef;
 
 const PCI_UP: u16 = 0xae00;
 const PCI_DOWN: u16 = 0xae04;
@@ -44,8 +44,8 @@ impl AcpiHotplug {
         (chipset == Chipset::I440fx).then(|| AcpiHotplug { removing: Rc::new(RefCell::new(BTreeSet::new())) })
     }
 
-    pub async fn run(self, k: KernelRef) {
-        let p = k.platform;
+    pub async fn run(self, pci: PciRef) {
+        let p = pci.sys.platform;
         loop {
             p.outl(PCI_SEL, ROOT_BSEL);
             let up = p.inl(PCI_UP);
@@ -54,21 +54,22 @@ impl AcpiHotplug {
                 p.outw(GPE0_STS, GPE0_PCI_HOTPLUG);
             }
             for slot in bits(up) {
-                add_slot(&k, 0, slot);
+                add_slot(&pci, 0, slot);
             }
             for slot in bits(down) {
                 if !self.removing.borrow_mut().insert(slot) {
                     continue;
                 }
                 klog!(p, "pci: unplug request for slot {slot}");
-                let (k, removing) = (k.clone(), Rc::clone(&self.removing));
-                let work = BusWork::start(&k.bus_work);
-                k.spawner.clone().spawn(async move {
+                let (pci2, removing) = (pci.clone(), Rc::clone(&self.removing));
+                let work = pci.work.start();
+                pci.sys.spawn(async move {
                     let _work = work;
-                    remove_then_eject(&k, 0, slot, |k| {
-                        k.platform.outl(PCI_SEL, ROOT_BSEL);
-                        k.platform.outl(PCI_EJ, 1 << slot);
-                        klog!(k.platform, "pci: ejected slot {slot}");
+                    remove_then_eject(&pci2, 0, slot, |pci| {
+                        let p = pci.sys.platform;
+                        p.outl(PCI_SEL, ROOT_BSEL);
+                        p.outl(PCI_EJ, 1 << slot);
+                        klog!(p, "pci: ejected slot {slot}");
                     })
                     .await;
                     removing.borrow_mut().remove(&slot);

@@ -19,10 +19,10 @@ use alloc::vec::Vec;
 use super::Pci;
 use super::config::PortConfig;
 use super::device::PciFunction;
+use super::subsystem::PciRef;
 use crate::base::device_unregister;
 use crate::executor::yield_now;
 use crate::klog;
-use crate::system::{BusWork, KernelRef};
 
 /// Executor passes between two retries of a hot-add that had to wait.
 const RETRY_PASSES: u32 = 16;
@@ -32,28 +32,30 @@ const RETRY_PASSES: u32 = 16;
 /// in this slot before) is registered once that object is released, as the
 /// 2003 IDE fix made slot reuse wait on `release()`; until then the work
 /// counts for `settle`. Returns how many functions registered now.
-pub fn add_slot(k: &KernelRef, bus: u8, slot: u8) -> usize {
-    let cfg = PortConfig::new(k.platform);
-    let (added, busy) = k.pci.borrow_mut().scan_slot_checked(&mut k.core.borrow_mut(), &cfg, bus, slot);
-    klog!(k.platform, "pci: hot-add on {bus:02x}:{slot:02x}: {added} function(s)");
+pub fn add_slot(pci: &PciRef, bus: u8, slot: u8) -> usize {
+    let p = pci.sys.platform;
+    let cfg = PortConfig::new(p);
+    let (added, busy) = pci.state.borrow_mut().scan_slot_checked(&mut pci.sys.core.borrow_mut(), &cfg, bus, slot);
+    klog!(p, "pci: hot-add on {bus:02x}:{slot:02x}: {added} function(s)");
     if busy {
-        klog!(k.platform, "pci: {bus:02x}:{slot:02x} waits for the release of the device that was there");
-        k.core.borrow_mut().notice(alloc::format!("hotplug busy {bus:02x}:{slot:02x}"));
-        let work = BusWork::start(&k.bus_work);
-        let k2 = k.clone();
-        k.spawner.spawn(async move {
+        klog!(p, "pci: {bus:02x}:{slot:02x} waits for the release of the device that was there");
+        pci.sys.notice(alloc::format!("hotplug busy {bus:02x}:{slot:02x}"));
+        let work = pci.work.start();
+        let pci2 = pci.clone();
+        pci.sys.spawn(async move {
             let _work = work;
             loop {
                 for _ in 0..RETRY_PASSES {
                     yield_now().await;
                 }
-                let cfg = PortConfig::new(k2.platform);
+                let cfg = PortConfig::new(p);
                 if !Pci::slot_present(&cfg, bus, slot) {
                     return; // unplugged again meanwhile
                 }
-                let (added, busy) = k2.pci.borrow_mut().scan_slot_checked(&mut k2.core.borrow_mut(), &cfg, bus, slot);
+                let (added, busy) =
+                    pci2.state.borrow_mut().scan_slot_checked(&mut pci2.sys.core.borrow_mut(), &cfg, bus, slot);
                 if !busy {
-                    klog!(k2.platform, "pci: {bus:02x}:{slot:02x}: {added} function(s) after the release");
+                    klog!(p, "pci: {bus:02x}:{slot:02x}: {added} function(s) after the release");
                     return;
                 }
             }
@@ -65,45 +67,50 @@ pub fn add_slot(k: &KernelRef, bus: u8, slot: u8) -> usize {
 /// Take every function of a slot out of the driver model (highest function
 /// first, each one's children before it) and give back its resources.
 /// Returns once all of them are unregistered, reads in flight included.
-pub async fn remove_slot(k: &KernelRef, bus: u8, slot: u8) {
-    let functions = k.pci.borrow().functions_in_slot(bus, slot);
+pub async fn remove_slot(pci: &PciRef, bus: u8, slot: u8) {
+    let core = &pci.sys.core;
+    let functions = pci.state.borrow().functions_in_slot(bus, slot);
     for (bdf, dev) in functions {
         // Keep what is needed to free the resources: the device's data is
         // gone once it is released.
-        let function: Option<PciFunction> = k.core.borrow().data::<PciFunction>(dev).cloned();
+        let function: Option<PciFunction> = core.borrow().data::<PciFunction>(dev).cloned();
+        // Whatever drivers created below the function (IDE channels, a SCSI
+        // host with its targets and LUNs) goes first, depth first: the core
+        // unregisters every child before the function's own `remove`.
         // ENODEV: someone else removed it first (a surprise removal racing
         // an eject); either way it is gone.
-        let _ = device_unregister(&k.core, dev).await;
+        let _ = device_unregister(core, dev).await;
         if let Some(function) = function {
-            k.pci.borrow_mut().forget(&function);
+            pci.state.borrow_mut().forget(&function);
         }
-        klog!(k.platform, "pci: removed {bdf}");
+        klog!(pci.sys.platform, "pci: removed {bdf}");
     }
 }
 
 /// Removal, then the eject: take the slot's functions out of the model,
 /// announce `* hotplug eject <bb:ss>` (the harness checks that `remove` came
 /// before it on the channel), and only then let `eject` tell QEMU to finish.
-pub async fn remove_then_eject(k: &KernelRef, bus: u8, slot: u8, eject: impl FnOnce(&KernelRef)) {
-    remove_slot(k, bus, slot).await;
-    k.core.borrow_mut().notice(alloc::format!("hotplug eject {bus:02x}:{slot:02x}"));
-    eject(k);
+pub async fn remove_then_eject(pci: &PciRef, bus: u8, slot: u8, eject: impl FnOnce(&PciRef)) {
+    remove_slot(pci, bus, slot).await;
+    pci.sys.notice(alloc::format!("hotplug eject {bus:02x}:{slot:02x}"));
+    eject(pci);
 }
 
 /// Start the poller of every hot-plug controller the machine has.
-pub fn start(k: &KernelRef) {
-    let chipset = k.pci.borrow().chipset;
-    if let Some(controller) = acpi::AcpiHotplug::probe(k.platform, chipset) {
-        k.spawner.spawn(controller.run(k.clone()));
+pub fn start(pci: &PciRef) {
+    let p = pci.sys.platform;
+    let chipset = pci.state.borrow().chipset;
+    if let Some(controller) = acpi::AcpiHotplug::probe(p, chipset) {
+        pci.sys.spawn(controller.run(pci.clone()));
     }
     let slots: Vec<pciehp::Slot> = {
-        let cfg = PortConfig::new(k.platform);
-        let bridges = k.pci.borrow().bridges(&k.core.borrow());
+        let cfg = PortConfig::new(p);
+        let bridges = pci.state.borrow().bridges(&pci.sys.core.borrow());
         bridges.into_iter().filter_map(|(bdf, secondary)| pciehp::Slot::probe(&cfg, bdf, secondary)).collect()
     };
     for slot in slots {
-        klog!(k.platform, "pci: native hot-plug slot on {}", slot.bridge());
-        k.spawner.spawn(slot.run(k.clone()));
+        klog!(p, "pci: native hot-plug slot on {}", slot.bridge());
+        pci.sys.spawn(slot.run(pci.clone()));
     }
 }
 

@@ -22,7 +22,7 @@ use super::{add_slot, remove_slot, remove_then_eject};
 use crate::executor::yield_now;
 use crate::klog;
 use crate::pci::config::{Bdf, ConfigSpace, PortConfig, find_capability};
-use crate::system::{BusWork, KernelRef};
+use crate::pci::subsystem::PciRef;
 
 const CAP_ID_PCIE: u8 = 0x10;
 /// Offsets inside the PCIe capability.
@@ -73,52 +73,53 @@ impl Slot {
         cfg.read16(self.bridge, self.cap + SLTCTL) & SLTCTL_PCC_OFF == 0
     }
 
-    pub async fn run(self, k: KernelRef) {
-        let cfg = PortConfig::new(k.platform);
+    pub async fn run(self, pci: PciRef) {
+        let cfg = PortConfig::new(pci.sys.platform);
         loop {
             let status = cfg.read16(self.bridge, self.cap + SLTSTA);
             let events = status & SLTSTA_EVENTS;
             if events != 0 {
                 cfg.write16(self.bridge, self.cap + SLTSTA, events);
             }
-            let occupied = !k.pci.borrow().functions_in_slot(self.secondary, 0).is_empty();
+            let occupied = !pci.state.borrow().functions_in_slot(self.secondary, 0).is_empty();
             if events & SLTSTA_PDC != 0 {
                 if status & SLTSTA_PDS != 0 {
                     if !self.powered(&cfg) {
                         self.power(&cfg, true);
                     }
                     if !occupied {
-                        add_slot(&k, self.secondary, 0);
+                        add_slot(&pci, self.secondary, 0);
                     }
                 } else if occupied && !self.removing.get() {
                     // Surprise removal: the device is already gone, nothing
                     // to power off; only the model has to catch up.
-                    klog!(k.platform, "pci: {} presence lost", self.bridge);
-                    self.spawn_removal(&k, false);
+                    klog!(pci.sys.platform, "pci: {} presence lost", self.bridge);
+                    self.spawn_removal(&pci, false);
                 }
             } else if events & SLTSTA_ABP != 0 && !self.removing.get() {
-                klog!(k.platform, "pci: unplug request on {}", self.bridge);
-                self.spawn_removal(&k, true);
+                klog!(pci.sys.platform, "pci: unplug request on {}", self.bridge);
+                self.spawn_removal(&pci, true);
             }
             yield_now().await;
         }
     }
 
-    fn spawn_removal(&self, k: &KernelRef, eject: bool) {
+    fn spawn_removal(&self, pci: &PciRef, eject: bool) {
         self.removing.set(true);
-        let work = BusWork::start(&k.bus_work);
-        let (k2, removing, bridge, cap, secondary) =
-            (k.clone(), Rc::clone(&self.removing), self.bridge, self.cap, self.secondary);
-        k.spawner.spawn(async move {
+        let work = pci.work.start();
+        let (pci2, removing, bridge, cap, secondary) =
+            (pci.clone(), Rc::clone(&self.removing), self.bridge, self.cap, self.secondary);
+        pci.sys.spawn(async move {
             let _work = work;
             if eject {
-                remove_then_eject(&k2, secondary, 0, |k| {
-                    set_power(&PortConfig::new(k.platform), bridge, cap, false);
-                    klog!(k.platform, "pci: powered off {bridge}");
+                remove_then_eject(&pci2, secondary, 0, |pci| {
+                    let p = pci.sys.platform;
+                    set_power(&PortConfig::new(p), bridge, cap, false);
+                    klog!(p, "pci: powered off {bridge}");
                 })
                 .await;
             } else {
-                remove_slot(&k2, secondary, 0).await;
+                remove_slot(&pci2, secondary, 0).await;
             }
             removing.set(false);
         });
