@@ -81,7 +81,9 @@ pub(super) async fn serve(k: &ControlRef, req: &Request) -> Reply {
         "write" => {
             let (handle, data) = req.rest.split_once(' ').unwrap_or((req.rest.as_str(), ""));
             let handle = parse_handle(handle)?;
-            file::write(&k.sys.core, handle, data.as_bytes()).await.map_err(|e| with_context(e, &format!("{handle}")))?;
+            file::write(&k.sys.core, handle, data.as_bytes())
+                .await
+                .map_err(|e| with_context(e, &format!("{handle}")))?;
             Ok(Vec::new())
         }
         "close" => {

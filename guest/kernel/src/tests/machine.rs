@@ -9,7 +9,8 @@ use alloc::vec::Vec;
 use super::system::{Message, parse};
 use crate::cmdline::Cmdline;
 use crate::fake_platform::FakePlatform;
-use crate::system::System;
+use crate::subsystem::Register;
+use crate::system::{SUBSYSTEMS, System};
 
 /// Main-loop turns a request may take before the test calls it stuck.
 const MAX_STEPS: usize = 500;
@@ -25,8 +26,13 @@ pub(crate) type Answer = Result<String, String>;
 
 impl Machine {
     pub fn boot(platform: FakePlatform) -> Machine {
+        Machine::boot_with(platform, "console=ttyS0", SUBSYSTEMS)
+    }
+
+    /// Boot with another command line and list of subsystems.
+    pub fn boot_with(platform: FakePlatform, cmdline: &str, subsystems: &[Register]) -> Machine {
         let p = platform.leak();
-        let sys = System::boot(p, &Cmdline::new("console=ttyS0"));
+        let sys = System::boot_with(p, &Cmdline::new(cmdline), subsystems);
         let mut m = Machine { p, sys, next_tag: 1 };
         m.step(1);
         m

@@ -9,7 +9,9 @@
 //! - [`system`]: the whole guest on a fake platform, through COM2;
 //! - [`ide`]: IDE drives and CD media changes, through the whole guest;
 //! - [`pciehp`]: native PCIe hot-plug on q35 root ports, likewise
-//!   ([`machine`] is the control-protocol driver both use).
+//!   ([`machine`] is the control-protocol driver both use);
+//! - [`subsystems`]: the subsystem seam, with a fake HBA subsystem plugged
+//!   in beside the real ones.
 //!
 //! Tests drive the core the way the guest does: async operations run as
 //! tasks on an [`Executor`], and tests run passes in between to choose the
@@ -23,6 +25,7 @@ mod model;
 mod pci_enumeration;
 mod pciehp;
 mod self_removal;
+mod subsystems;
 mod system;
 mod uevents;
 
