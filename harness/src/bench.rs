@@ -141,7 +141,7 @@ pub async fn media_latency(profile: &str, runs: usize) -> Result<Vec<Measurement
     let mut config = VmConfig::new(profile, &format!("bench-media-{profile}"))?;
     config.quiet = true;
     let vm = Vm::boot(config).await?;
-    let Some(drive) = vm.config.profile.ide.iter().find(|d| d.cdrom).map(|d| d.id) else {
+    let Some(drive) = vm.config.profile.ide.iter().find(|d| d.cdrom).map(|d| d.id.clone()) else {
         vm.shutdown().await?;
         return Ok(Vec::new());
     };
@@ -149,7 +149,7 @@ pub async fn media_latency(profile: &str, runs: usize) -> Result<Vec<Measurement
     for i in 0..runs {
         let recipe = if i % 2 == 0 { &images::CD_ALPHA } else { &images::CD_BETA };
         let start = std::time::Instant::now();
-        vm.change_media(drive, &images::path(recipe.file)).await?;
+        vm.change_media(&drive, &images::path(recipe.file)).await?;
         samples.push(start.elapsed());
     }
     vm.shutdown().await?;

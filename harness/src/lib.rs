@@ -23,6 +23,7 @@ pub mod media;
 pub mod pending;
 pub mod profile;
 pub mod qemu;
+pub mod qemu_devices;
 pub mod qmp;
 pub mod scenario;
 pub mod stats;

@@ -10,31 +10,68 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::profile::{Profile, ProfileSpec, Profiles};
 use crate::scenario::{self, Scenario};
 use crate::vm::{Vm, VmConfig};
 
-/// `matrix.toml`.
+/// `matrix.toml`: which profiles and scenarios to cross, and where more
+/// profiles come from. Profiles are the built-in ones (`profiles.toml` at
+/// the repository root), a `profiles.toml` beside the matrix file, the
+/// files listed in `profile-files` (relative to the matrix file) and the
+/// matrix file's own `[profile.<name>]` tables; a name declared twice is an
+/// error.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct MatrixSpec {
+    profiles: Vec<String>,
+    scenarios: Vec<String>,
+    #[serde(default)]
+    profile_files: Vec<PathBuf>,
+    #[serde(default)]
+    profile: std::collections::BTreeMap<String, ProfileSpec>,
+}
+
+#[derive(Debug)]
 pub struct MatrixFile {
-    pub profiles: Vec<String>,
+    /// The profiles to run, in matrix order.
+    pub profiles: Vec<Profile>,
     pub scenarios: Vec<String>,
+    /// Every profile the file can name.
+    pub known: Profiles,
 }
 
 impl MatrixFile {
     pub fn load(path: &Path) -> Result<MatrixFile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: MatrixFile = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        for p in &file.profiles {
-            crate::profile::Profile::get(p)?;
+        let spec: MatrixSpec = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut known = Profiles::builtin()?.clone();
+        let same_file = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        let beside = dir.join("profiles.toml");
+        let mut files = Vec::new();
+        if beside.is_file() && !same_file(&beside, &crate::profile::builtin_file()) {
+            files.push(beside);
         }
-        for s in &file.scenarios {
-            scenario::get(s)?;
+        files.extend(spec.profile_files.iter().map(|f| dir.join(f)));
+        for file in files {
+            known.merge(Profiles::load(&file)?)?;
         }
-        if file.profiles.is_empty() || file.scenarios.is_empty() {
+        known.merge(Profiles::from_specs(spec.profile, &path.display().to_string())?)?;
+        let profiles = spec
+            .profiles
+            .iter()
+            .map(|p| known.get(p).cloned().with_context(|| format!("{}: profiles", path.display())))
+            .collect::<Result<Vec<_>>>()?;
+        for s in &spec.scenarios {
+            scenario::get(s).with_context(|| format!("{}: scenarios", path.display()))?;
+        }
+        if profiles.is_empty() || spec.scenarios.is_empty() {
             bail!("{} lists no profiles or no scenarios", path.display());
         }
-        Ok(file)
+        Ok(MatrixFile { profiles, scenarios: spec.scenarios, known })
     }
 }
 
@@ -76,13 +113,13 @@ pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>
     for profile in &file.profiles {
         for name in &file.scenarios {
             let scenario = scenario::get(name)?;
-            if !scenario.profiles.contains(&profile.as_str()) {
+            if let Some(reason) = profile.lacks(scenario.needs) {
                 cells.push(Cell::Skipped(CellResult {
-                    profile: profile.clone(),
+                    profile: profile.name.clone(),
                     scenario: scenario.name.to_string(),
                     outcome: Outcome::Skipped,
                     seconds: 0.0,
-                    error: Some(format!("{} applies to {} only", scenario.name, scenario.profiles.join(", "))),
+                    error: Some(reason),
                     artifacts: None,
                 }));
                 continue;
@@ -90,11 +127,11 @@ pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>
             let (limit, task_profile) = (Arc::clone(&limit), profile.clone());
             let handle = tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-                let result = run_cell(&task_profile, &scenario).await;
-                eprintln!("matrix: {task_profile}/{} {:?}", scenario.name, result.outcome);
+                let result = run_cell(task_profile, &scenario).await;
+                eprintln!("matrix: {}/{} {:?}", result.profile, scenario.name, result.outcome);
                 result
             });
-            cells.push(Cell::Running { profile: profile.clone(), scenario: name.clone(), handle });
+            cells.push(Cell::Running { profile: profile.name.clone(), scenario: name.clone(), handle });
         }
     }
     let mut results = Vec::new();
@@ -117,15 +154,16 @@ pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>
     Ok(results)
 }
 
-async fn run_cell(profile: &str, scenario: &Scenario) -> CellResult {
+async fn run_cell(profile: Profile, scenario: &Scenario) -> CellResult {
     let start = Instant::now();
-    let name = format!("matrix-{profile}-{}", scenario.name);
+    let name = format!("matrix-{}-{}", profile.name, scenario.name);
     let artifacts = crate::artifacts::root().join(&name);
+    let profile_name = profile.name.clone();
     let outcome: Result<()> = async {
-        let mut vm = Vm::boot(VmConfig::new(profile, &name)?).await?;
+        let mut vm = Vm::boot(VmConfig::with_profile(profile, &name)?).await?;
         let goldens = (scenario.run)(&mut vm).await?;
         for (golden, text) in &goldens.0 {
-            if let Err(e) = crate::golden::check(golden, profile, text) {
+            if let Err(e) = crate::golden::check(golden, &profile_name, text) {
                 vm.save_artifact(&format!("{golden}.actual.txt"), text);
                 return Err(e);
             }
@@ -134,7 +172,7 @@ async fn run_cell(profile: &str, scenario: &Scenario) -> CellResult {
     }
     .await;
     CellResult {
-        profile: profile.to_string(),
+        profile: profile_name,
         scenario: scenario.name.to_string(),
         outcome: if outcome.is_ok() { Outcome::Passed } else { Outcome::Failed },
         seconds: start.elapsed().as_secs_f64(),

@@ -50,7 +50,7 @@ impl Vm {
     /// Insert or change the medium (`blockdev-change-medium`): the tray
     /// opens and closes, the guest reports the new medium.
     pub async fn change_media(&self, drive: &str, image: &Path) -> Result<()> {
-        let devpath = self.config.profile.ide_drive(drive)?.devpath;
+        let devpath = &self.config.profile.ide_drive(drive)?.devpath;
         let ucursor = self.control.uevent_cursor();
         self.change_media_in_qemu(drive, image).await?;
         self.wait_media_uevent(ucursor, devpath, true).await?;
@@ -78,7 +78,7 @@ impl Vm {
     /// medium`, `blockdev-close-tray`; each tray move is waited for, then the
     /// guest's report of the new medium.
     pub async fn insert_media(&self, drive: &str, image: &Path) -> Result<()> {
-        let devpath = self.config.profile.ide_drive(drive)?.devpath;
+        let devpath = &self.config.profile.ide_drive(drive)?.devpath;
         let state = self.block_state(drive).await?;
         if state.inserted.is_some() {
             bail!("{drive} already holds a medium: eject it first or use change_media");
@@ -140,7 +140,7 @@ impl Vm {
     /// `eject`; refused by QEMU (with its text) when the guest locked the
     /// tray, unless `force`.
     pub async fn eject(&self, drive: &str, force: bool) -> Result<()> {
-        let devpath = self.config.profile.ide_drive(drive)?.devpath;
+        let devpath = &self.config.profile.ide_drive(drive)?.devpath;
         let (ucursor, qcursor) = (self.control.uevent_cursor(), self.qmp.cursor());
         self.eject_command(drive, force).await?;
         self.wait_tray(qcursor, drive, true).await?;

@@ -76,9 +76,15 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
+    /// A built-in profile (see `profiles.toml`).
     pub fn new(profile: &str, name: &str) -> Result<VmConfig> {
+        VmConfig::with_profile(Profile::get(profile)?, name)
+    }
+
+    /// Any profile, e.g. one a matrix file declared.
+    pub fn with_profile(profile: Profile, name: &str) -> Result<VmConfig> {
         Ok(VmConfig {
-            profile: Profile::get(profile)?,
+            profile,
             name: name.to_string(),
             timeouts: Timeouts::default(),
             firmware: Firmware::default(),
@@ -146,7 +152,7 @@ impl Vm {
             .context("creating the socket directory")?;
         let qmp_socket = sockets.path().join("qmp.sock");
         let control_socket = sockets.path().join("control.sock");
-        let disk = match config.profile.disk_image {
+        let disk = match &config.profile.disk_image {
             Some(file) => {
                 let copy = sockets.path().join(file);
                 std::fs::copy(images::path(file), &copy).with_context(|| format!("copying {file} for this VM"))?;
@@ -160,7 +166,7 @@ impl Vm {
         };
         let spec = LaunchSpec {
             qemu: &qemu_bin,
-            machine: config.profile.machine,
+            machine: &config.profile.machine,
             profile_args: &config.profile.args,
             extra_args: &config.extra_args,
             kernel: &kernel,

@@ -37,7 +37,7 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         runs: usize,
         /// Profiles to measure (repeatable).
-        #[arg(long = "profile", default_values_t = profile::NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
+        #[arg(long = "profile", default_values_t = ["pc".to_string(), "q35".to_string()])]
         profiles: Vec<String>,
         /// Firmwares to compare (repeatable): qboot, seabios.
         #[arg(long = "firmware", default_values_t = ["qboot".to_string(), "seabios".to_string()])]
@@ -84,6 +84,10 @@ async fn dispatch(command: Command) -> Result<bool> {
     match command {
         Command::Matrix { file, jobs, out } => {
             let file = matrix::MatrixFile::load(&file)?;
+            let qemu = harness::qemu::locate()?;
+            for profile in &file.profiles {
+                profile.check_against_qemu(&qemu)?;
+            }
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
             let results = matrix::run(&file, &matrix::Options { jobs, out_dir: out }).await?;
             Ok(results.iter().all(|r| r.outcome != matrix::Outcome::Failed))
@@ -100,7 +104,9 @@ async fn dispatch(command: Command) -> Result<bool> {
             Ok(true)
         }
         Command::Run { profile, firmware, accel, append, requests } => {
-            let mut config = VmConfig::new(&profile, &format!("run-{profile}"))?;
+            let chosen = profile::Profile::get(&profile)?;
+            chosen.check_against_qemu(&harness::qemu::locate()?)?;
+            let mut config = VmConfig::with_profile(chosen, &format!("run-{profile}"))?;
             config.firmware = Firmware::parse(&firmware)?;
             if let Some(accel) = accel {
                 config.accel = Accel::parse(&accel)?;

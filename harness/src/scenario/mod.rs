@@ -37,135 +37,139 @@ pub type ScenarioFuture<'a> = Pin<Box<dyn Future<Output = Result<Goldens>> + Sen
 pub struct Scenario {
     pub name: &'static str,
     pub summary: &'static str,
-    /// Profiles the scenario applies to.
-    pub profiles: &'static [&'static str],
+    /// Capabilities a profile must provide (see
+    /// [`crate::profile::CAPABILITIES`]); on a profile without them the
+    /// cell is skipped, with that reason.
+    pub needs: &'static [&'static str],
     pub run: for<'a> fn(&'a mut Vm) -> ScenarioFuture<'a>,
 }
 
-const ALL_PROFILES: &[&str] = &["pc", "q35"];
-/// q35 has only AHCI, and there is no AHCI driver.
-const IDE_PROFILES: &[&str] = &["pc"];
+const NOTHING: &[&str] = &[];
+const PCI_HOTPLUG: &[&str] = &["pci-hotplug"];
+const IDE_DISK: &[&str] = &["ide-disk"];
+const IDE_CD: &[&str] = &["ide-cd"];
+const IDE_DISK_AND_CD: &[&str] = &["ide-disk", "ide-cd"];
 
 pub fn all() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "boot",
             summary: "boot snapshot equals the golden and matches query-pci; no BUGs or leaks",
-            profiles: ALL_PROFILES,
+            needs: NOTHING,
             run: |vm| Box::pin(boot::boot(vm)),
         },
         Scenario {
             name: "testbus-held-read",
             summary: "a read held in show() across device removal: removal waits, old data, ENODEV/ENOENT/EBUSY",
-            profiles: ALL_PROFILES,
+            needs: NOTHING,
             run: |vm| Box::pin(model::held_read_across_removal(vm)),
         },
         Scenario {
             name: "testbus-stale-handle",
             summary: "a handle kept across re-adding the same name reads ENODEV; new generation",
-            profiles: ALL_PROFILES,
+            needs: NOTHING,
             run: |vm| Box::pin(model::stale_handle_after_same_name_is_readded(vm)),
         },
         Scenario {
             name: "testbus-depth-first",
             summary: "removing a parent removes children first (uevents, release order)",
-            profiles: ALL_PROFILES,
+            needs: NOTHING,
             run: |vm| Box::pin(model::parent_removal_is_depth_first(vm)),
         },
         Scenario {
             name: "testbus-store-removes-self",
             summary: "a store() that unregisters its own device does not deadlock",
-            profiles: ALL_PROFILES,
+            needs: NOTHING,
             run: |vm| Box::pin(model::store_that_removes_its_own_device(vm)),
         },
         Scenario {
             name: "testbus-rebind",
             summary: "unbind and bind through the control channel",
-            profiles: ALL_PROFILES,
+            needs: NOTHING,
             run: |vm| Box::pin(model::unbind_and_rebind(vm)),
         },
         Scenario {
             name: "pci-add-remove-readd",
             summary: "add edu, pci-testdev, virtio-net-pci; remove the middle; re-add e1000 in its slot",
-            profiles: ALL_PROFILES,
+            needs: PCI_HOTPLUG,
             run: |vm| Box::pin(pci::add_remove_readd(vm)),
         },
         Scenario {
             name: "pci-held-read-eject",
             summary: "a held read blocks the guest's eject, so DEVICE_DELETED waits for it",
-            profiles: ALL_PROFILES,
+            needs: PCI_HOTPLUG,
             run: |vm| Box::pin(pci::held_read_blocks_eject(vm)),
         },
         Scenario {
             name: "pci-fifty-cycles",
             summary: "50 plug/unplug cycles on one slot end at the stats baseline",
-            profiles: ALL_PROFILES,
+            needs: PCI_HOTPLUG,
             run: |vm| Box::pin(pci::fifty_cycles(vm)),
         },
         Scenario {
             name: "pci-refusals",
             summary: "QEMU's refusals carry its text and leave the VM usable",
-            profiles: ALL_PROFILES,
+            needs: PCI_HOTPLUG,
             run: |vm| Box::pin(pci::refusals(vm)),
         },
         Scenario {
             name: "pci-bridge-controller",
             summary: "a hot-added bridge and SCSI controller get the right class and resources",
-            profiles: ALL_PROFILES,
+            needs: PCI_HOTPLUG,
             run: |vm| Box::pin(pci::bridge_and_controller(vm)),
         },
         Scenario {
             name: "pci-readd-waits-release",
             summary: "a device plugged into a slot whose old device is still referenced waits for its release",
-            profiles: ALL_PROFILES,
+            needs: PCI_HOTPLUG,
             run: |vm| Box::pin(pci::readd_waits_for_release(vm)),
         },
         Scenario {
             name: "ide-disk",
             summary: "the disk's capacity, MBR signature and partitions match the image recipe",
-            profiles: IDE_PROFILES,
+            needs: IDE_DISK,
             run: |vm| Box::pin(ide::disk_matches_recipe(vm)),
         },
         Scenario {
             name: "ide-media",
             summary: "insert, change and eject a CD; query-block and the guest agree after every step",
-            profiles: IDE_PROFILES,
+            needs: IDE_CD,
             run: |vm| Box::pin(ide::media_insert_change_eject(vm)),
         },
         Scenario {
             name: "ide-stale-capacity",
             summary: "a read held on the old medium's capacity across a change: old value, then ENODEV",
-            profiles: IDE_PROFILES,
+            needs: IDE_CD,
             run: |vm| Box::pin(ide::stale_capacity_across_change(vm)),
         },
         Scenario {
             name: "ide-medium-waits-release",
             summary: "a reference held on the old medium delays the new one until release",
-            profiles: IDE_PROFILES,
+            needs: IDE_CD,
             run: |vm| Box::pin(ide::new_medium_waits_for_release(vm)),
         },
         Scenario {
             name: "ide-fifty-changes",
             summary: "50 media changes end at the stats baseline",
-            profiles: IDE_PROFILES,
+            needs: IDE_CD,
             run: |vm| Box::pin(ide::fifty_changes(vm)),
         },
         Scenario {
             name: "ide-refusals",
             summary: "device_add/device_del on IDE is refused with QEMU's text; the VM carries on",
-            profiles: IDE_PROFILES,
+            needs: IDE_DISK_AND_CD,
             run: |vm| Box::pin(ide::refusals(vm)),
         },
         Scenario {
             name: "ide-locked-tray",
             summary: "a tray locked by the guest refuses eject; force works",
-            profiles: IDE_PROFILES,
+            needs: IDE_CD,
             run: |vm| Box::pin(ide::locked_tray(vm)),
         },
         Scenario {
             name: "ide-rebind-busy",
             summary: "rebinding piix-ide while an old drive is referenced is EBUSY, then works after release",
-            profiles: IDE_PROFILES,
+            needs: IDE_DISK_AND_CD,
             run: |vm| Box::pin(ide::rebind_waits_for_release(vm)),
         },
     ]

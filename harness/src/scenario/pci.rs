@@ -135,8 +135,16 @@ pub async fn refusals(vm: &mut Vm) -> Result<Goldens> {
         ),
         ("bus without hot-plug", Plug::new("isa-serial", "fourth"), "Bus 'isa.0' does not support hotplugging"),
     ];
-    if vm.config.profile.name == "q35" {
-        cases.push(("pcie.0", Plug::new("edu", "fifth").bus("pcie.0"), "Bus 'pcie.0' does not support hotplugging"));
+    // Buses the profile says QEMU refuses hot-plug on (q35's pcie.0).
+    let refused: Vec<(String, String)> = vm
+        .config
+        .profile
+        .no_hotplug_buses
+        .iter()
+        .map(|bus| (bus.clone(), format!("Bus '{bus}' does not support hotplugging")))
+        .collect();
+    for (bus, text) in &refused {
+        cases.push((bus, Plug::new("edu", "fifth").bus(bus), text));
     }
     for (n, (what, plug, text)) in cases.into_iter().enumerate() {
         let err = vm.device_add(&plug).await.err().ok_or_else(|| anyhow::anyhow!("{what}: device_add succeeded"))?;
@@ -163,11 +171,14 @@ pub async fn refusals(vm: &mut Vm) -> Result<Goldens> {
 /// windows), match query-pci, and go away cleanly.
 pub async fn bridge_and_controller(vm: &mut Vm) -> Result<Goldens> {
     let baseline = vm.stats().await?;
-    let bridge = match vm.config.profile.name {
-        "q35" => Plug::new("pcie-pci-bridge", "bridge1"),
-        _ => Plug::new("pci-bridge", "bridge1").prop("chassis_nr", 1),
+    let bridge_slot = slot(vm, 1)?;
+    // A PCI Express slot takes a PCIe-to-PCI bridge.
+    let bridge = if bridge_slot.express {
+        Plug::new("pcie-pci-bridge", "bridge1")
+    } else {
+        Plug::new("pci-bridge", "bridge1").prop("chassis_nr", 1)
     };
-    let plugged_bridge = vm.plug(&bridge.at(&slot(vm, 1)?)).await?;
+    let plugged_bridge = vm.plug(&bridge.at(&bridge_slot)).await?;
     let plugged_hba = vm.plug(&Plug::new("virtio-scsi-pci", "hba1").at(&slot(vm, 2)?)).await?;
     let snapshot = vm.checked_snapshot().await?;
     let class = |path: &str| snapshot.value(&format!("{path}/class")).map(str::to_string);
