@@ -1,6 +1,7 @@
 //! The guest image: the hardware and allocator layer under the `kernel`
-//! crate. Only this crate contains `unsafe` code (port I/O, the boot stub,
-//! memory functions, the heap, reading the PVH start info).
+//! crate. Only this crate contains `unsafe` code (port I/O, memory-mapped
+//! registers, DMA memory, the boot stub, memory functions, the heap, reading
+//! the PVH start info).
 #![no_std]
 #![no_main]
 

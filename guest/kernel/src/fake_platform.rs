@@ -11,6 +11,10 @@
 //! - QEMU's PIIX IDE legacy channels ([`ide`]): tests attach disks and CD
 //!   drives before boot and change, eject or force out media at run time
 //!   through [`FakePlatform::ide`].
+//! - Physical memory ([`FakeMemory`]) for the kernel's DMA buffers, shared
+//!   with fake devices, and devices behind BARs ([`FakeBarDevice`]): I/O and
+//!   memory accesses reach a device at whatever address the guest programmed
+//!   into its function's BARs, while the function decodes them.
 //! - `exit(code)` records the code and how much COM2 output existed at that
 //!   moment ([`FakePlatform::exited`]), then panics with `guest exit:
 //!   <code>`, which tests catch with `std::panic::catch_unwind` (the test
@@ -21,10 +25,13 @@
 //! mutability is plain `Cell`/`RefCell`.
 
 mod ide;
+mod memory;
 
 pub use ide::{CD_BLOCK, FakeDrive, FakeIde, MediaError, SECTOR};
+pub use memory::FakeMemory;
 
 use alloc::collections::VecDeque;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -81,6 +88,14 @@ const PCIHP_EJ: u16 = 0xae08;
 const PCIHP_SEL: u16 = 0xae10;
 const GPE0_STS: u16 = 0xafe0;
 
+/// A device model behind a function's BARs (I/O or memory).
+pub trait FakeBarDevice {
+    /// Where the function sits: (segment, device, function) in the [`FakePci`].
+    fn location(&self) -> (Segment, u8, u8);
+    fn bar_read(&self, bar: u8, offset: u64, width: usize) -> u64;
+    fn bar_write(&self, bar: u8, offset: u64, width: usize, value: u64);
+}
+
 /// The pcihp state of the root bus (bsel 0); other bsels read 0.
 #[derive(Default)]
 struct AcpiHotplug {
@@ -99,6 +114,9 @@ pub struct FakePlatform {
     com2: FakeUart,
     config_address: Cell<u32>,
     hotplug: AcpiHotplug,
+    /// Physical memory: DMA buffers, shared with the devices.
+    pub memory: Rc<FakeMemory>,
+    bar_devices: RefCell<Vec<Rc<dyn FakeBarDevice>>>,
     ticks: Cell<u64>,
     relaxed: Cell<u64>,
     /// The exit code and the length of COM2's output when `exit` ran.
@@ -114,6 +132,8 @@ impl FakePlatform {
             com2: FakeUart::default(),
             config_address: Cell::new(0),
             hotplug: AcpiHotplug::default(),
+            memory: Rc::new(FakeMemory::default()),
+            bar_devices: RefCell::new(Vec::new()),
             ticks: Cell::new(0),
             relaxed: Cell::new(0),
             exited: Cell::new(None),
@@ -124,6 +144,57 @@ impl FakePlatform {
     pub fn with_drive(self, channel: usize, unit: usize, drive: FakeDrive) -> Self {
         self.ide.attach(channel, unit, drive);
         self
+    }
+
+    /// Put a device model behind its function's BARs (insert the function
+    /// into [`FakePlatform::pci`] too). It answers until detached.
+    pub fn attach_bar_device(&self, device: Rc<dyn FakeBarDevice>) {
+        self.bar_devices.borrow_mut().push(device);
+    }
+
+    /// Take away the device models at `location` (after removing the
+    /// function, as an unplug does).
+    pub fn detach_bar_device(&self, location: (Segment, u8, u8)) {
+        self.bar_devices.borrow_mut().retain(|d| d.location() != location);
+    }
+
+    /// The device and offset an access of `width` bytes at `addr` reaches.
+    fn bar_target(&self, io: bool, addr: u64, width: usize) -> Option<(Rc<dyn FakeBarDevice>, u8, u64)> {
+        let devices = self.bar_devices.borrow();
+        for device in devices.iter() {
+            let (segment, dev, func) = device.location();
+            let Some(function) = self.pci.function(segment, dev, func) else { continue };
+            for bar in function.decoded_bars() {
+                if bar.io == io && addr >= bar.base && addr + width as u64 <= bar.base + bar.size {
+                    return Some((Rc::clone(device), bar.index, addr - bar.base));
+                }
+            }
+        }
+        None
+    }
+
+    fn bar_read(&self, io: bool, addr: u64, width: usize) -> Option<u64> {
+        let (device, bar, offset) = self.bar_target(io, addr, width)?;
+        Some(device.bar_read(bar, offset, width))
+    }
+
+    fn bar_write(&self, io: bool, addr: u64, width: usize, value: u64) -> bool {
+        match self.bar_target(io, addr, width) {
+            Some((device, bar, offset)) => {
+                device.bar_write(bar, offset, width, value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Memory accesses nothing decodes read all ones, as on PCI.
+    fn mmio_read(&self, addr: u64, width: usize) -> u64 {
+        self.bar_read(false, addr, width).unwrap_or(u64::MAX >> (64 - 8 * width))
+    }
+
+    fn mmio_write(&self, addr: u64, width: usize, value: u64) {
+        self.bar_write(false, addr, width, value);
     }
 
     /// A platform that lives as long as the test process, as `System::boot`
@@ -228,7 +299,7 @@ impl Platform for FakePlatform {
         match port {
             CONFIG_DATA..=0xcff => self.config_target(port).map_or(0xff, |(bdf, reg)| self.pci.read8(bdf, reg)),
             p if FakeIde::claims(p) => self.ide.inb(p),
-            _ => 0xff,
+            p => self.bar_read(true, u64::from(p), 1).map_or(0xff, |v| v as u8),
         }
     }
 
@@ -239,6 +310,8 @@ impl Platform for FakePlatform {
             self.pci.write8(bdf, reg, value);
         } else if FakeIde::claims(port) {
             self.ide.outb(port, value);
+        } else {
+            self.bar_write(true, u64::from(port), 1, u64::from(value));
         }
     }
 
@@ -247,7 +320,7 @@ impl Platform for FakePlatform {
             (0xcfc | 0xcfe, Some((bdf, reg))) => self.pci.read16(bdf, reg),
             (GPE0_STS, _) => self.hotplug.gpe_status.get(),
             (p, _) if FakeIde::claims(p) => self.ide.inw(p),
-            _ => 0xffff,
+            (p, _) => self.bar_read(true, u64::from(p), 2).map_or(0xffff, |v| v as u16),
         }
     }
 
@@ -257,7 +330,9 @@ impl Platform for FakePlatform {
             // Write 1 to clear.
             (GPE0_STS, _) => self.hotplug.gpe_status.set(self.hotplug.gpe_status.get() & !value),
             (p, _) if FakeIde::claims(p) => self.ide.outw(p, value),
-            _ => {}
+            (p, _) => {
+                self.bar_write(true, u64::from(p), 2, u64::from(value));
+            }
         }
     }
 
@@ -266,7 +341,7 @@ impl Platform for FakePlatform {
             (CONFIG_ADDRESS, _) => self.config_address.get(),
             (CONFIG_DATA, Some((bdf, reg))) => self.pci.read32(bdf, reg),
             (PCIHP_UP..=0xae13, _) => self.pcihp_read(port),
-            _ => 0xffff_ffff,
+            (p, _) => self.bar_read(true, u64::from(p), 4).map_or(0xffff_ffff, |v| v as u32),
         }
     }
 
@@ -275,7 +350,9 @@ impl Platform for FakePlatform {
             (CONFIG_ADDRESS, _) => self.config_address.set(value),
             (CONFIG_DATA, Some((bdf, reg))) => self.pci.write32(bdf, reg, value),
             (PCIHP_UP..=0xae13, _) => self.pcihp_write(port, value),
-            _ => {}
+            (p, _) => {
+                self.bar_write(true, u64::from(p), 4, u64::from(value));
+            }
         }
     }
 
@@ -287,6 +364,51 @@ impl Platform for FakePlatform {
         self.ticks.set(self.ticks.get() + 1);
         self.ticks.get()
     }
+
+    fn mmio_read8(&self, addr: u64) -> u8 {
+        self.mmio_read(addr, 1) as u8
+    }
+    fn mmio_read16(&self, addr: u64) -> u16 {
+        self.mmio_read(addr, 2) as u16
+    }
+    fn mmio_read32(&self, addr: u64) -> u32 {
+        self.mmio_read(addr, 4) as u32
+    }
+    fn mmio_read64(&self, addr: u64) -> u64 {
+        self.mmio_read(addr, 8)
+    }
+    fn mmio_write8(&self, addr: u64, value: u8) {
+        self.mmio_write(addr, 1, u64::from(value));
+    }
+    fn mmio_write16(&self, addr: u64, value: u16) {
+        self.mmio_write(addr, 2, u64::from(value));
+    }
+    fn mmio_write32(&self, addr: u64, value: u32) {
+        self.mmio_write(addr, 4, u64::from(value));
+    }
+    fn mmio_write64(&self, addr: u64, value: u64) {
+        self.mmio_write(addr, 8, value);
+    }
+
+    fn dma_alloc(&self, size: usize, align: usize) -> Option<u64> {
+        self.memory.alloc(size, align)
+    }
+    fn dma_free(&self, phys: u64, size: usize, _align: usize) {
+        self.memory.free(phys, size);
+    }
+    fn dma_read(&self, phys: u64, buf: &mut [u8]) {
+        self.memory.read(phys, buf);
+    }
+    fn dma_write(&self, phys: u64, data: &[u8]) {
+        self.memory.write(phys, data);
+    }
+    fn dma_load(&self, phys: u64, width: usize) -> u64 {
+        self.memory.load(phys, width)
+    }
+    fn dma_store(&self, phys: u64, width: usize, value: u64) {
+        self.memory.store(phys, width, value);
+    }
+    fn dma_fence(&self) {}
 
     fn exit(&self, code: ExitCode) -> ! {
         self.exited.set(Some((code, self.com2.output.borrow().len())));
@@ -325,6 +447,69 @@ mod tests {
         cfg.write8(ide, reg::INTERRUPT_LINE, 14);
         assert_eq!(cfg.read8(ide, reg::INTERRUPT_LINE), 14);
         assert_eq!(cfg.read8(ide, reg::INTERRUPT_PIN), 0, "sub-dword writes do not touch neighbours");
+    }
+
+    /// Remembers the last write and answers reads with bar/offset.
+    struct Probe {
+        last: RefCell<Option<(u8, u64, usize, u64)>>,
+    }
+
+    impl FakeBarDevice for Probe {
+        fn location(&self) -> (Segment, u8, u8) {
+            (Segment::ROOT, 4, 0)
+        }
+        fn bar_read(&self, bar: u8, offset: u64, _width: usize) -> u64 {
+            u64::from(bar) << 16 | offset
+        }
+        fn bar_write(&self, bar: u8, offset: u64, width: usize, value: u64) {
+            *self.last.borrow_mut() = Some((bar, offset, width, value));
+        }
+    }
+
+    #[test]
+    fn bar_devices_answer_at_the_programmed_addresses_while_decoding() {
+        use crate::pci::fake::{FakeBar, FakeFunction};
+        let p = FakePlatform::new(FakePci::pc());
+        let f = FakeFunction::endpoint(0x1af4, 0x1004, 0x01_00_00)
+            .bar(0, FakeBar::Io { size: 64 })
+            .bar(4, FakeBar::Mem64 { size: 0x4000, prefetchable: true });
+        p.pci.insert(Segment::ROOT, 4, 0, f);
+        let probe = Rc::new(Probe { last: RefCell::new(None) });
+        p.attach_bar_device(probe.clone());
+        let cfg = PortConfig::new(&p);
+        let bdf = Bdf::new(0, 4, 0);
+        cfg.write32(bdf, reg::BAR0, 0xc040);
+        cfg.write32(bdf, reg::BAR0 + 16, 0xfe00_000c);
+        cfg.write32(bdf, reg::BAR0 + 20, 0);
+        assert_eq!(p.inw(0xc042), 0xffff, "nothing decodes before COMMAND enables it");
+        cfg.write16(bdf, reg::COMMAND, reg::COMMAND_IO | reg::COMMAND_MEMORY);
+        assert_eq!(p.inw(0xc042), 2);
+        p.outl(0xc050, 7);
+        assert_eq!(*probe.last.borrow(), Some((0, 0x10, 4, 7)));
+        assert_eq!(p.mmio_read32(0xfe00_3000), 4 << 16 | 0x3000);
+        p.mmio_write64(0xfe00_0008, 1 << 40);
+        assert_eq!(*probe.last.borrow(), Some((4, 8, 8, 1 << 40)));
+        assert_eq!(p.mmio_read32(0xfe00_4000), 0xffff_ffff, "past the BAR");
+        p.detach_bar_device((Segment::ROOT, 4, 0));
+        assert_eq!(p.inw(0xc042), 0xffff);
+    }
+
+    #[test]
+    fn dma_buffers_free_on_drop_and_check_their_bounds() {
+        use crate::hw::DmaBuffer;
+        let p = FakePlatform::new(FakePci::new()).leak();
+        let buf = DmaBuffer::new(p, 100, 64).unwrap();
+        assert_eq!(buf.phys() % 64, 0);
+        buf.write_u32(4, 0xdead_beef);
+        buf.write(8, b"abc");
+        assert_eq!(p.memory.u32(buf.phys() + 4), 0xdead_beef, "devices see the same memory");
+        assert_eq!(p.memory.u64(buf.phys()), 0xdead_beef_0000_0000);
+        assert_eq!(buf.to_vec(8, 3), b"abc");
+        let overrun = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| buf.read_u32(98)));
+        assert!(overrun.is_err(), "an access past the end panics");
+        assert_eq!(p.memory.live_allocations(), 1);
+        drop(buf);
+        assert_eq!(p.memory.live_allocations(), 0);
     }
 
     #[test]

@@ -1,3 +1,5 @@
-//! Everything that is x86_64-specific: the PVH entry stub and port I/O.
+//! Everything that is x86_64-specific: the PVH entry stub, port I/O,
+//! memory-mapped registers and DMA memory.
 mod boot;
+pub mod memory;
 pub mod ports;

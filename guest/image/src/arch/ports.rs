@@ -1,9 +1,12 @@
-//! x86 port I/O and CPU primitives: the guest's only hardware-access layer.
+//! x86 port I/O and CPU primitives, and the `Platform` implementation that
+//! joins them with [`memory`]: the guest's only hardware-access layer.
 //! Everything above this file reaches hardware through `kernel::hw::Platform`.
 
 use core::arch::asm;
 
 use kernel::hw::{ExitCode, Platform};
+
+use super::memory;
 
 /// The machine as seen from ring 0 on x86_64, with `isa-debug-exit` at 0xf4.
 pub struct X86;
@@ -65,6 +68,52 @@ impl Platform for X86 {
         // SAFETY: rdtsc only reads the time-stamp counter.
         unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
         (u64::from(hi) << 32) | u64::from(lo)
+    }
+
+    fn mmio_read8(&self, addr: u64) -> u8 {
+        memory::mmio_read(addr)
+    }
+    fn mmio_read16(&self, addr: u64) -> u16 {
+        memory::mmio_read(addr)
+    }
+    fn mmio_read32(&self, addr: u64) -> u32 {
+        memory::mmio_read(addr)
+    }
+    fn mmio_read64(&self, addr: u64) -> u64 {
+        memory::mmio_read(addr)
+    }
+    fn mmio_write8(&self, addr: u64, value: u8) {
+        memory::mmio_write(addr, value);
+    }
+    fn mmio_write16(&self, addr: u64, value: u16) {
+        memory::mmio_write(addr, value);
+    }
+    fn mmio_write32(&self, addr: u64, value: u32) {
+        memory::mmio_write(addr, value);
+    }
+    fn mmio_write64(&self, addr: u64, value: u64) {
+        memory::mmio_write(addr, value);
+    }
+    fn dma_alloc(&self, size: usize, align: usize) -> Option<u64> {
+        memory::dma_alloc(size, align)
+    }
+    fn dma_free(&self, phys: u64, size: usize, align: usize) {
+        memory::dma_free(phys, size, align);
+    }
+    fn dma_read(&self, phys: u64, buf: &mut [u8]) {
+        memory::dma_read(phys, buf);
+    }
+    fn dma_write(&self, phys: u64, data: &[u8]) {
+        memory::dma_write(phys, data);
+    }
+    fn dma_load(&self, phys: u64, width: usize) -> u64 {
+        memory::dma_load(phys, width)
+    }
+    fn dma_store(&self, phys: u64, width: usize, value: u64) {
+        memory::dma_store(phys, width, value);
+    }
+    fn dma_fence(&self) {
+        memory::dma_fence();
     }
 
     fn exit(&self, code: ExitCode) -> ! {

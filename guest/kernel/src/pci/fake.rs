@@ -63,6 +63,15 @@ pub enum FakeBar {
     },
 }
 
+/// A BAR as the function decodes it right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodedBar {
+    pub index: u8,
+    pub io: bool,
+    pub base: u64,
+    pub size: u64,
+}
+
 /// One function's configuration space.
 #[derive(Clone, Debug)]
 pub struct FakeFunction {
@@ -239,6 +248,66 @@ impl FakeFunction {
             }
         }
         self
+    }
+
+    /// Append a capability (`id`, then `body` after the next pointer) at
+    /// `offset` to the capability list, as QEMU lays out vendor capabilities.
+    pub fn capability(mut self, offset: u8, id: u8, body: &[u8]) -> Self {
+        assert!(offset >= 0x40 && usize::from(offset) + 2 + body.len() <= 256, "capability at {offset:#x}");
+        self.config[usize::from(reg::STATUS)] |= reg::STATUS_CAP_LIST as u8;
+        // Walk to the end of the list and link the new one there.
+        let mut link = usize::from(reg::CAP_PTR);
+        while self.config[link] != 0 {
+            link = usize::from(self.config[link]) + 1;
+        }
+        self.config[link] = offset;
+        let at = usize::from(offset);
+        self.config[at] = id;
+        self.config[at + 1] = 0;
+        self.config[at + 2..at + 2 + body.len()].copy_from_slice(body);
+        self
+    }
+
+    /// The BARs that currently decode: enabled in COMMAND and programmed.
+    /// Sizes come from the writable masks, as the hardware's decoders do.
+    pub fn decoded_bars(&self) -> alloc::vec::Vec<DecodedBar> {
+        let command = self.read(reg::COMMAND, 2) as u16;
+        let count = if self.is_bridge() { 2 } else { 6 };
+        let mut bars = alloc::vec::Vec::new();
+        let mut index = 0;
+        while index < count {
+            let offset = reg::BAR0 + 4 * index;
+            let value = self.read(offset, 4);
+            let mask =
+                u32::from_le_bytes(self.writable[usize::from(offset)..usize::from(offset) + 4].try_into().unwrap());
+            if mask == 0 {
+                index += 1;
+                continue;
+            }
+            if value & 1 == 1 {
+                let size = u64::from((!(mask | 0x3)).wrapping_add(1) & 0xffff);
+                if command & reg::COMMAND_IO != 0 {
+                    bars.push(DecodedBar { index, io: true, base: u64::from(value & 0xfffc), size });
+                }
+                index += 1;
+            } else {
+                let is64 = value & 0x6 == 0x4;
+                let (base, full_mask) = if is64 {
+                    let high = self.read(offset + 4, 4);
+                    let high_mask = u32::from_le_bytes(
+                        self.writable[usize::from(offset) + 4..usize::from(offset) + 8].try_into().unwrap(),
+                    );
+                    (u64::from(high) << 32 | u64::from(value & !0xf), u64::from(high_mask) << 32 | u64::from(mask))
+                } else {
+                    (u64::from(value & !0xf), 0xffff_ffff_0000_0000 | u64::from(mask))
+                };
+                if command & reg::COMMAND_MEMORY != 0 && base != 0 {
+                    bars.push(DecodedBar { index, io: false, base, size: (!(full_mask | 0xf)).wrapping_add(1) });
+                }
+                index += if is64 { 2 } else { 1 };
+            }
+        }
+        bars
     }
 
     fn set16(&mut self, offset: u8, value: u16) {
