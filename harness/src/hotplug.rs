@@ -1,10 +1,15 @@
-//! Hot-plug through QMP, checked against the guest.
+//! Hot-plug through QMP, checked against the guest, on any bus
+//! ([`crate::bus`] says where each bus's devices appear and what "gone"
+//! means).
 //!
-//! `plug`: `device_add`, then wait for the guest's `add` uevent for the
-//! device path QEMU's own `query-pci` places it at. `unplug`: `device_del`,
-//! then wait for the guest's `remove` uevent, its `* hotplug eject <bb:ss>`
-//! notice and QEMU's DEVICE_DELETED (matched on `data.device`), and record
-//! whether the guest removed before it ejected. A refusal is a
+//! `plug`: `device_add`, then wait for the guest's `add` uevent at the
+//! devpath QEMU's own view places the device at. `unplug`: `device_del`,
+//! then wait until the device is gone as its bus defines it: for PCI the
+//! guest's `remove` uevent, its `* hotplug eject <bb:ss>` notice after it
+//! and QEMU's DEVICE_DELETED (matched on `data.device`); for SCSI and USB,
+//! which QEMU unplugs without asking the guest, DEVICE_DELETED and the
+//! guest's `remove`. [`Vm::start_unplug`] splits an unplug in two so a test
+//! can look at the guest while it is under way. A refusal is a
 //! [`QmpError::Qemu`] with QEMU's text; the VM stays usable.
 
 use std::time::{Duration, Instant};
@@ -12,8 +17,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::bus::{self, BusKind, Removal};
+use crate::control::Uevent;
+use crate::control::client::Received;
 use crate::qmp::QmpError;
-use crate::vm::Vm;
+use crate::vm::{Vm, Waiter};
 
 /// A device to add.
 #[derive(Clone, Debug)]
@@ -43,6 +51,11 @@ impl Plug {
     pub fn at(self, slot: &crate::profile::PciSlot) -> Plug {
         self.bus(&slot.bus).prop("addr", slot.addr.clone())
     }
+
+    /// The bus the device goes on, from its driver (`scsi-hd` → SCSI).
+    pub fn kind(&self) -> BusKind {
+        BusKind::of_driver(&self.driver)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -53,7 +66,7 @@ pub struct Plugged {
     pub add_latency: Duration,
 }
 
-/// What the guest did first on an unplug request, as it told the channel.
+/// How an unplug ended, as the guest told the control channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnplugOrder {
     /// `remove`, then `hotplug eject`: the device left the model (reads
@@ -62,6 +75,9 @@ pub enum UnplugOrder {
     /// The eject came first: QEMU could free the device while the guest
     /// still had it in its tree.
     EjectedBeforeRemoval,
+    /// The bus does not ask the guest (SCSI, USB): QEMU removed the device
+    /// on its own and the guest followed with `remove`; there is no eject.
+    NoEject,
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +89,86 @@ pub struct Unplugged {
     /// `device_del` returned → the guest's `remove` uevent.
     pub removed_after: Duration,
     pub order: UnplugOrder,
+}
+
+/// An unplug whose `device_del` has returned and whose end has not been
+/// waited for yet ([`Vm::start_unplug`]). It does not borrow the [`Vm`], so
+/// the test can snapshot, read and hold in between; [`PendingUnplug::finish`]
+/// then waits for what "gone" means on the device's bus.
+pub struct PendingUnplug {
+    id: String,
+    devpath: String,
+    removal: Removal,
+    /// Uevent, notice and QMP event positions before `device_del`.
+    cursors: (usize, usize, usize),
+    /// When `device_del` returned.
+    returned: Instant,
+    waiter: Waiter,
+    qmp: crate::qmp::Qmp,
+}
+
+impl PendingUnplug {
+    /// QEMU's id of the device.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Where the guest showed the device.
+    pub fn devpath(&self) -> &str {
+        &self.devpath
+    }
+
+    /// Has QEMU sent DEVICE_DELETED for the device yet?
+    pub fn deleted(&self) -> bool {
+        self.qmp.events().iter().skip(self.cursors.2).any(|e| is_deleted(e, &self.id))
+    }
+
+    /// Wait for the guest's `remove` uevent for the device (it may already
+    /// have come); returns how long after `device_del` it arrived.
+    pub async fn removed(&self) -> Result<Duration> {
+        Ok(self.wait_removed().await?.at.saturating_duration_since(self.returned))
+    }
+
+    async fn wait_removed(&self) -> Result<Received<Uevent>> {
+        let what = format!("remove {}", self.devpath);
+        self.waiter.wait_uevent(self.cursors.0, &what, |u| u.action == "remove" && u.devpath == self.devpath).await
+    }
+
+    /// Wait until the device is gone as its bus defines it, and say how
+    /// long each part took.
+    pub async fn finish(self) -> Result<Unplugged> {
+        let deleted_what = format!("DEVICE_DELETED for {}", self.id);
+        let deleted = self.waiter.wait_qmp_event(self.cursors.2, &deleted_what, |e| is_deleted(e, &self.id));
+        let (removed, order, deleted) = match &self.removal {
+            Removal::GuestEjects { notice } => {
+                let ejected = self.waiter.wait_notice(self.cursors.1, notice, |n| n == notice);
+                let (removed, ejected, deleted) = tokio::try_join!(self.wait_removed(), ejected, deleted)?;
+                // One channel, written by the guest in this order: causal,
+                // unlike arrival times across channels.
+                let order = if removed.frame < ejected.frame {
+                    UnplugOrder::RemovedBeforeEject
+                } else {
+                    UnplugOrder::EjectedBeforeRemoval
+                };
+                (removed, order, deleted)
+            }
+            Removal::QemuAlone => {
+                let (removed, deleted) = tokio::try_join!(self.wait_removed(), deleted)?;
+                (removed, UnplugOrder::NoEject, deleted)
+            }
+        };
+        Ok(Unplugged {
+            deleted_after: deleted.received.saturating_duration_since(self.returned),
+            removed_after: removed.at.saturating_duration_since(self.returned),
+            order,
+            id: self.id,
+            devpath: self.devpath,
+        })
+    }
+}
+
+fn is_deleted(event: &crate::qmp::Event, id: &str) -> bool {
+    event.name == "DEVICE_DELETED" && event.str("device") == Some(id)
 }
 
 impl Vm {
@@ -108,44 +204,41 @@ impl Vm {
             .with_context(|| format!("QEMU's query-pci does not list a device with id {id:?}"))
     }
 
-    /// Add a PCI device and wait until the guest has registered it.
+    /// Add a device on any bus and wait until the guest has registered it
+    /// where QEMU's view of the device says it must be.
     pub async fn plug(&self, plug: &Plug) -> Result<Plugged> {
         let cursor = self.control.uevent_cursor();
         self.device_add(plug).await.with_context(|| format!("device_add {} id={}", plug.driver, plug.id))?;
         let returned = Instant::now();
-        let devpath = self.pci_devpath(&plug.id).await?;
+        let location = bus::locate(self, plug.kind(), &plug.id).await?;
+        let devpath = location.devpath;
         let what = format!("add {devpath} (device_add {} id={})", plug.driver, plug.id);
         let added = self.wait_uevent(cursor, &what, |u| u.action == "add" && u.devpath == devpath).await?;
         Ok(Plugged { id: plug.id.clone(), devpath, add_latency: added.at.saturating_duration_since(returned) })
     }
 
-    /// Remove a PCI device: `device_del`, then wait for the guest's `remove`
-    /// uevent, its eject notice and QEMU's DEVICE_DELETED. The order of
-    /// `remove` and the eject notice is causal (one channel, written by the
-    /// guest in that order), unlike arrival times across channels.
+    /// Remove a device on any bus: `device_del`, then wait until it is gone
+    /// as its bus defines it ([`PendingUnplug::finish`]).
     pub async fn unplug(&self, id: &str) -> Result<Unplugged> {
-        let devpath = self.pci_devpath(id).await?;
-        let slot = pci_slot_of(&devpath)?;
-        let (ucursor, ncursor, qcursor) =
-            (self.control.uevent_cursor(), self.control.notice_cursor(), self.qmp.cursor());
+        self.start_unplug(id).await?.finish().await
+    }
+
+    /// The first half of [`Vm::unplug`]: find where the guest shows the
+    /// device, send `device_del` and return once QEMU accepted it. Look at
+    /// the guest, then call [`PendingUnplug::finish`].
+    pub async fn start_unplug(&self, id: &str) -> Result<PendingUnplug> {
+        let kind = BusKind::of_device(self, id).await.with_context(|| format!("unplug {id}"))?;
+        let location = bus::locate(self, kind, id).await?;
+        let cursors = (self.control.uevent_cursor(), self.control.notice_cursor(), self.qmp.cursor());
         self.device_del(id).await.with_context(|| format!("device_del {id}"))?;
-        let returned = Instant::now();
-        let (remove_what, eject_notice) = (format!("remove {devpath}"), format!("hotplug eject {slot}"));
-        let removed = self.wait_uevent(ucursor, &remove_what, |u| u.action == "remove" && u.devpath == devpath);
-        let ejected = self.wait_notice(ncursor, &eject_notice, |n| n == eject_notice);
-        let deleted = self.wait_device_deleted(qcursor, id);
-        let (removed, ejected, deleted_at) = tokio::try_join!(removed, ejected, deleted)?;
-        let order = if removed.frame < ejected.frame {
-            UnplugOrder::RemovedBeforeEject
-        } else {
-            UnplugOrder::EjectedBeforeRemoval
-        };
-        Ok(Unplugged {
+        Ok(PendingUnplug {
             id: id.into(),
-            devpath,
-            deleted_after: deleted_at.saturating_duration_since(returned),
-            removed_after: removed.at.saturating_duration_since(returned),
-            order,
+            devpath: location.devpath,
+            removal: location.removal,
+            cursors,
+            returned: Instant::now(),
+            waiter: self.waiter(),
+            qmp: self.qmp.clone(),
         })
     }
 
@@ -153,14 +246,13 @@ impl Vm {
     /// position `from`; returns when the harness read it.
     pub async fn wait_device_deleted(&self, from: usize, id: &str) -> Result<Instant> {
         let what = format!("DEVICE_DELETED for {id}");
-        let event =
-            self.wait_qmp_event(from, &what, |e| e.name == "DEVICE_DELETED" && e.str("device") == Some(id)).await?;
+        let event = self.wait_qmp_event(from, &what, |e| is_deleted(e, id)).await?;
         Ok(event.received)
     }
 
     /// Has QEMU sent DEVICE_DELETED for `id` since event position `from`?
     pub fn device_deleted_since(&self, from: usize, id: &str) -> bool {
-        self.qmp.events().iter().skip(from).any(|e| e.name == "DEVICE_DELETED" && e.str("device") == Some(id))
+        self.qmp.events().iter().skip(from).any(|e| is_deleted(e, id))
     }
 
     /// Does QEMU still have a device with this id?
@@ -175,9 +267,5 @@ impl Vm {
 /// `hotplug eject` and `hotplug busy` notices
 /// (`root/pci0/00:10.0/05:00.0` → `05:00`).
 pub fn pci_slot_of(devpath: &str) -> Result<String> {
-    let name = devpath.rsplit('/').next().unwrap_or_default();
-    match name.rsplit_once('.') {
-        Some((slot, _)) if slot.len() == 5 => Ok(slot.to_string()),
-        _ => bail!("{devpath} does not end in a PCI function name"),
-    }
+    bus::pci::slot_of(devpath)
 }

@@ -5,6 +5,8 @@
 //! - [`vm`]: one running guest ([`vm::Vm`]), with deadlines on every wait;
 //! - [`qemu`], [`profile`]: command lines, machine profiles, exit statuses;
 //! - [`qmp`]: QMP client (typed commands from `qapi`, events as JSON);
+//! - [`hotplug`], [`bus`]: plug and unplug on any bus, checked against the
+//!   guest;
 //! - [`control`]: the control protocol (contract 2);
 //! - [`driverfs`], [`stats`]: parsing what the guest reports (contract 1);
 //! - [`matrix`], [`scenario`], [`bench`]: the hardware matrix and benchmarks.
@@ -12,6 +14,7 @@
 
 pub mod artifacts;
 pub mod bench;
+pub mod bus;
 pub mod checks;
 pub mod control;
 pub mod driverfs;

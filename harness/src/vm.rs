@@ -108,20 +108,18 @@ pub struct Vm {
     exit: ExitWatch,
     /// Dropping this kills QEMU (the watcher task owns the child).
     _kill: tokio::sync::oneshot::Sender<()>,
-    stderr: Arc<Mutex<String>>,
     artifacts: Option<Artifacts>,
     /// Keeps the socket directory alive; removed on drop.
     sockets: tempfile::TempDir,
     snapshots_taken: usize,
     qemu_pid: Option<u32>,
-    /// The guest console (COM1), in the artifacts or the socket directory.
-    console_log: PathBuf,
     /// Block nodes `insert_media` created, by drive id.
     pub(crate) media_nodes: Mutex<std::collections::HashMap<String, String>>,
     /// When `boot` started, for latency measurements.
     pub started: Instant,
     /// When the guest answered `hello`.
     pub hello_at: Instant,
+    waiter: Waiter,
 }
 
 impl Vm {
@@ -274,22 +272,37 @@ impl Vm {
         if !text.lines().any(|l| l == "protocol 1") {
             bail!("the guest speaks an unknown control protocol: {text:?}");
         }
+        let waiter = Waiter {
+            qmp: qmp.clone(),
+            control: control.clone(),
+            exit: exit.clone(),
+            stderr: Arc::clone(&stderr),
+            console_log: console_log.clone(),
+            artifacts_dir: artifacts.as_ref().map(|a| a.dir().to_path_buf()),
+            timeouts: config.timeouts,
+        };
         Ok(Vm {
             config,
             qmp,
             control,
             exit,
             _kill: kill,
-            stderr,
             artifacts,
             sockets,
             snapshots_taken: 0,
             qemu_pid,
-            console_log,
             media_nodes: Mutex::new(std::collections::HashMap::new()),
             started,
             hello_at,
+            waiter,
         })
+    }
+
+    /// A handle that waits on this VM's channels with its deadlines, for an
+    /// operation that outlives a borrow of the `Vm` (see
+    /// [`crate::hotplug::PendingUnplug`]).
+    pub fn waiter(&self) -> Waiter {
+        self.waiter.clone()
     }
 
     /// QEMU's process id (with `setpriv`, QEMU replaced it by exec).
@@ -321,26 +334,12 @@ impl Vm {
     /// Run `fut` with a deadline, failing early if QEMU exits. Errors name
     /// `what` and carry the guest's BUG lines and console tail.
     pub async fn within<T>(&self, what: &str, timeout: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        let mut starting = Starting {
-            exit: self.exit.clone(),
-            stderr: Arc::clone(&self.stderr),
-            console_log: self.console_log.clone(),
-            control: Some(self.control.clone()),
-        };
-        starting.within(what, timeout, fut).await.map_err(|e| self.enrich(e))
+        self.waiter.within(what, timeout, fut).await
     }
 
     /// Add what the guest said about its death to an error.
     fn enrich(&self, error: anyhow::Error) -> anyhow::Error {
-        let already = format!("{error:#}");
-        let mut context = String::new();
-        for bug in self.control.bugs().iter().filter(|b| !already.contains(b.as_str())) {
-            context.push_str(&format!("\n  guest: {bug}"));
-        }
-        if let Some(dir) = self.artifacts_dir() {
-            context.push_str(&format!("\n  artifacts: {}", dir.display()));
-        }
-        if context.is_empty() { error } else { error.context(context.trim_start().to_string()) }
+        self.waiter.enrich(error)
     }
 
     /// Send a request and wait for its payload.
@@ -422,15 +421,32 @@ impl Vm {
         what: &str,
         matches: impl Fn(&crate::control::Uevent) -> bool,
     ) -> Result<Received<crate::control::Uevent>> {
-        let what = format!("the uevent {what}");
-        self.within(&what, self.config.timeouts.event, async { Ok(self.control.wait_uevent(from, &matches).await?) })
-            .await
+        self.waiter.wait_uevent(from, what, matches).await
     }
 
     /// Wait for a QMP event at or after position `from` of the event log
     /// (take it with `vm.qmp.cursor()` before acting).
     pub async fn wait_qmp_event(&self, from: usize, what: &str, matches: impl Fn(&Event) -> bool) -> Result<Event> {
-        self.within(what, self.config.timeouts.event, async { Ok(self.qmp.wait_event(from, &matches).await?.1) }).await
+        self.waiter.wait_qmp_event(from, what, matches).await
+    }
+
+    /// Fail if QEMU sends the event `name` within `for_duration` from now:
+    /// the negative wait ("DEVICE_DELETED must not come while a read is
+    /// held"). It also fails, naming the wait, if QEMU exits meanwhile.
+    pub async fn expect_no_qmp_event(&self, name: &str, for_duration: Duration) -> Result<()> {
+        let from = self.qmp.cursor();
+        let what = format!("no QMP event {name} for {for_duration:?}");
+        let watch = self.waiter.within(&what, for_duration + Duration::from_secs(1), async {
+            Ok(self.qmp.wait_event(from, |e| e.name == name).await?.1)
+        });
+        match tokio::time::timeout(for_duration, watch).await {
+            Err(_elapsed) => Ok(()),
+            Ok(Ok(event)) => Err(self.enrich(anyhow!(
+                "QEMU sent {name} ({}) within {for_duration:?}, where none may come",
+                event.data
+            ))),
+            Ok(Err(e)) => Err(e),
+        }
     }
 
     /// Wait for a `* <notice>` line from the guest at or after position
@@ -441,9 +457,7 @@ impl Vm {
         what: &str,
         matches: impl Fn(&str) -> bool,
     ) -> Result<Received<String>> {
-        let what = format!("the guest's notice {what:?}");
-        self.within(&what, self.config.timeouts.event, async { Ok(self.control.wait_notice(from, &matches).await?) })
-            .await
+        self.waiter.wait_notice(from, what, matches).await
     }
 
     /// Poll the guest's stats until `condition` holds (a pending removal
@@ -561,6 +575,76 @@ async fn exited(mut exit: ExitWatch) -> GuestExit {
         if exit.changed().await.is_err() {
             return GuestExit::Other(-1);
         }
+    }
+}
+
+/// What every wait on a VM needs: its channels, how QEMU is doing, where
+/// its artifacts go and its deadlines. Cheap to clone, so an operation that
+/// must not borrow the [`Vm`] for its whole life (an unplug the test
+/// observes half way, [`crate::hotplug::PendingUnplug`]) can wait later.
+#[derive(Clone)]
+pub struct Waiter {
+    qmp: Qmp,
+    control: Control,
+    exit: ExitWatch,
+    stderr: Arc<Mutex<String>>,
+    console_log: PathBuf,
+    artifacts_dir: Option<PathBuf>,
+    timeouts: Timeouts,
+}
+
+impl Waiter {
+    /// Run `fut` with a deadline, failing early if QEMU exits. Errors name
+    /// `what` and carry the guest's BUG lines and console tail.
+    pub async fn within<T>(&self, what: &str, timeout: Duration, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut starting = Starting {
+            exit: self.exit.clone(),
+            stderr: Arc::clone(&self.stderr),
+            console_log: self.console_log.clone(),
+            control: Some(self.control.clone()),
+        };
+        starting.within(what, timeout, fut).await.map_err(|e| self.enrich(e))
+    }
+
+    /// Add what the guest said about its death to an error.
+    fn enrich(&self, error: anyhow::Error) -> anyhow::Error {
+        let already = format!("{error:#}");
+        let mut context = String::new();
+        for bug in self.control.bugs().iter().filter(|b| !already.contains(b.as_str())) {
+            context.push_str(&format!("\n  guest: {bug}"));
+        }
+        if let Some(dir) = &self.artifacts_dir {
+            context.push_str(&format!("\n  artifacts: {}", dir.display()));
+        }
+        if context.is_empty() { error } else { error.context(context.trim_start().to_string()) }
+    }
+
+    /// Wait for a uevent at or after position `from` of the uevent log.
+    pub async fn wait_uevent(
+        &self,
+        from: usize,
+        what: &str,
+        matches: impl Fn(&crate::control::Uevent) -> bool,
+    ) -> Result<Received<crate::control::Uevent>> {
+        let what = format!("the uevent {what}");
+        self.within(&what, self.timeouts.event, async { Ok(self.control.wait_uevent(from, &matches).await?) }).await
+    }
+
+    /// Wait for a QMP event at or after position `from` of the event log.
+    pub async fn wait_qmp_event(&self, from: usize, what: &str, matches: impl Fn(&Event) -> bool) -> Result<Event> {
+        self.within(what, self.timeouts.event, async { Ok(self.qmp.wait_event(from, &matches).await?.1) }).await
+    }
+
+    /// Wait for a `* <notice>` line from the guest at or after position
+    /// `from`.
+    pub async fn wait_notice(
+        &self,
+        from: usize,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<Received<String>> {
+        let what = format!("the guest's notice {what:?}");
+        self.within(&what, self.timeouts.event, async { Ok(self.control.wait_notice(from, &matches).await?) }).await
     }
 }
 

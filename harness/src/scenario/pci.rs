@@ -59,10 +59,8 @@ pub async fn held_read_blocks_eject(vm: &mut Vm) -> Result<Goldens> {
         .await?;
 
     // 2. device_del: the guest starts removal but cannot finish it.
-    let (ucursor, qcursor) = (vm.control.uevent_cursor(), vm.qmp.cursor());
-    vm.device_del("raced").await?;
-    vm.wait_uevent(ucursor, &format!("remove {}", edu.devpath), |u| u.action == "remove" && u.devpath == edu.devpath)
-        .await?;
+    let unplug = vm.start_unplug("raced").await?;
+    unplug.removed().await?;
     // 3. Pending: the object is dying with the read inside it, new opens
     //    fail, and QEMU still has the device because nobody ejected it.
     let stats =
@@ -70,14 +68,17 @@ pub async fn held_read_blocks_eject(vm: &mut Vm) -> Result<Goldens> {
     ensure!(stats.device(&edu.devpath)?.active == 1, "{stats:?}");
     ensure!(vm.expect_errno(&format!("open {vendor}")).await? == "ENOENT");
     ensure!(vm.qemu_has_device("raced").await?, "QEMU removed the device although the guest has not ejected it");
-    ensure!(!vm.device_deleted_since(qcursor, "raced"), "DEVICE_DELETED arrived while a read was held");
+    ensure!(!unplug.deleted(), "DEVICE_DELETED arrived while a read was held");
+    // Longer than QEMU takes from an eject to DEVICE_DELETED (about 50 ms).
+    vm.expect_no_qmp_event("DEVICE_DELETED", HELD_EJECT_WINDOW).await?;
     ensure!(!read.is_answered(), "the held read finished early");
 
     // 4. unhold: the read returns the old vendor, removal completes, the
-    //    guest ejects, DEVICE_DELETED arrives.
+    //    guest ejects (after its `remove`), DEVICE_DELETED arrives.
     vm.call(&format!("unhold {vendor}")).await?;
     ensure!(vm.wait_reply(read).await? == b"0x1234\n", "the held read must return edu's vendor");
-    vm.wait_device_deleted(qcursor, "raced").await?;
+    let unplugged = unplug.finish().await?;
+    ensure!(unplugged.order == UnplugOrder::RemovedBeforeEject, "the guest ejected before it removed");
     ensure!(!vm.qemu_has_device("raced").await?);
 
     // 5. A different device in the same slot; the stale handle never shows it.
@@ -96,6 +97,10 @@ pub async fn held_read_blocks_eject(vm: &mut Vm) -> Result<Goldens> {
     vm.checked_snapshot().await?;
     Ok(Goldens::new())
 }
+
+/// How long a held read must keep DEVICE_DELETED away: well beyond the
+/// ~50 ms QEMU takes from an eject to the event.
+const HELD_EJECT_WINDOW: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// 50 plug/unplug cycles on one slot leave nothing behind.
 pub async fn fifty_cycles(vm: &mut Vm) -> Result<Goldens> {
