@@ -441,10 +441,10 @@ impl Vm {
         });
         match tokio::time::timeout(for_duration, watch).await {
             Err(_elapsed) => Ok(()),
-            Ok(Ok(event)) => Err(self.enrich(anyhow!(
-                "QEMU sent {name} ({}) within {for_duration:?}, where none may come",
-                event.data
-            ))),
+            Ok(Ok(event)) => {
+                Err(self
+                    .enrich(anyhow!("QEMU sent {name} ({}) within {for_duration:?}, where none may come", event.data)))
+            }
             Ok(Err(e)) => Err(e),
         }
     }

@@ -18,7 +18,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::{Location, Removal, qom_get};
-use crate::driverfs::{Entry, Snapshot};
 use crate::vm::Vm;
 
 /// Where QEMU has a SCSI device.
@@ -63,18 +62,12 @@ pub fn address_from_qom(parent_bus: &Value, scsi_id: &Value, lun: &Value) -> Res
 }
 
 /// The guest's number for the host under the HBA's function at
-/// `hba_devpath`, from a snapshot of that subtree: the one `host<H>`
-/// directory directly under it.
-pub fn host_number(snapshot: &Snapshot, hba_devpath: &str) -> Result<u32> {
-    let prefix = format!("{hba_devpath}/host");
-    let hosts: Vec<&str> = snapshot
-        .entries()
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Dir { path } => path.strip_prefix(&prefix).filter(|rest| !rest.contains('/')),
-            _ => None,
-        })
-        .collect();
+/// `hba_devpath`, from the guest's `snapshot <hba_devpath>` answer: the one
+/// `host<H>` directory directly under it.
+pub fn host_number(subtree: &str, hba_devpath: &str) -> Result<u32> {
+    let prefix = format!("d {hba_devpath}/host");
+    let hosts: Vec<&str> =
+        subtree.lines().filter_map(|line| line.strip_prefix(&prefix)).filter(|rest| !rest.contains('/')).collect();
     match hosts.as_slice() {
         [number] => number
             .parse()
@@ -106,8 +99,7 @@ pub async fn address(vm: &Vm, id: &str) -> Result<ScsiAddress> {
 pub async fn locate(vm: &Vm, id: &str) -> Result<Location> {
     let address = address(vm, id).await?;
     let hba_devpath = vm.pci_devpath(&address.hba).await.with_context(|| format!("the HBA of SCSI device {id}"))?;
-    let subtree = vm.call(&format!("snapshot {hba_devpath}")).await?;
-    let subtree = Snapshot::parse(&subtree).context("the guest's snapshot of the SCSI HBA is malformed")?;
+    let subtree = vm.call_text(&format!("snapshot {hba_devpath}")).await?;
     let host = host_number(&subtree, &hba_devpath)?;
     Ok(Location { devpath: lun_devpath(&hba_devpath, host, &address), removal: Removal::QemuAlone })
 }
@@ -117,10 +109,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn snapshot(text: &str) -> Snapshot {
-        Snapshot::parse(text.as_bytes()).expect("a well-formed snapshot")
-    }
 
     #[test]
     fn qemus_view_gives_the_hba_target_and_lun() {
@@ -146,33 +134,36 @@ mod tests {
 
     #[test]
     fn the_lun_lives_under_the_one_host_of_the_hbas_function() {
-        let s = snapshot(
-            "d root/pci0/00:04.0\n\
-             f root/pci0/00:04.0/class 0x010000\n\
-             d root/pci0/00:04.0/host2\n\
-             d root/pci0/00:04.0/host2/target2:0:1\n\
-             d root/pci0/00:04.0/host2/target2:0:1/2:0:1:0\n",
-        );
-        let host = host_number(&s, "root/pci0/00:04.0").unwrap();
+        // What the guest answers `snapshot root/pci0/00:04.0` with.
+        let s = "d root/pci0/00:04.0\n\
+                 f root/pci0/00:04.0/class 0x010000\n\
+                 d root/pci0/00:04.0/host2\n\
+                 d root/pci0/00:04.0/host2/target2:0:1\n\
+                 d root/pci0/00:04.0/host2/target2:0:1/2:0:1:0\n\
+                 l root/pci0/00:04.0/host2/target2:0:1/2:0:1:0/driver -> ../../../../../../bus/scsi/drivers/sd\n";
+        let host = host_number(s, "root/pci0/00:04.0").unwrap();
         assert_eq!(host, 2);
         let address = ScsiAddress { hba: "scsi0".into(), target: 1, lun: 0 };
         assert_eq!(lun_devpath("root/pci0/00:04.0", host, &address), "root/pci0/00:04.0/host2/target2:0:1/2:0:1:0");
         let address = ScsiAddress { hba: "scsi0".into(), target: 3, lun: 1 };
-        assert_eq!(lun_devpath("root/pci0/00:10.0/01:00.0", 0, &address), "root/pci0/00:10.0/01:00.0/host0/target0:0:3/0:0:3:1");
+        assert_eq!(
+            lun_devpath("root/pci0/00:10.0/01:00.0", 0, &address),
+            "root/pci0/00:10.0/01:00.0/host0/target0:0:3/0:0:3:1"
+        );
     }
 
     #[test]
     fn no_host_two_hosts_or_a_bad_name_are_errors() {
-        let none = snapshot("d root/pci0/00:04.0\nf root/pci0/00:04.0/host 1\n");
-        assert!(format!("{:#}", host_number(&none, "root/pci0/00:04.0").unwrap_err()).contains("no host<N> directory"));
-        let two = snapshot("d root/pci0/00:04.0\nd root/pci0/00:04.0/host0\nd root/pci0/00:04.0/host1\n");
-        assert!(format!("{:#}", host_number(&two, "root/pci0/00:04.0").unwrap_err()).contains("2 host directories"));
-        let bad = snapshot("d root/pci0/00:04.0\nd root/pci0/00:04.0/hostx\n");
-        assert!(format!("{:#}", host_number(&bad, "root/pci0/00:04.0").unwrap_err()).contains("not host<number>"));
-        let signed = snapshot("d root/pci0/00:04.0\nd root/pci0/00:04.0/host+1\n");
-        assert!(host_number(&signed, "root/pci0/00:04.0").is_err());
+        let none = "d root/pci0/00:04.0\nf root/pci0/00:04.0/host 1\n";
+        assert!(format!("{:#}", host_number(none, "root/pci0/00:04.0").unwrap_err()).contains("no host<N> directory"));
+        let two = "d root/pci0/00:04.0\nd root/pci0/00:04.0/host0\nd root/pci0/00:04.0/host1\n";
+        assert!(format!("{:#}", host_number(two, "root/pci0/00:04.0").unwrap_err()).contains("2 host directories"));
+        let bad = "d root/pci0/00:04.0\nd root/pci0/00:04.0/hostx\n";
+        assert!(format!("{:#}", host_number(bad, "root/pci0/00:04.0").unwrap_err()).contains("not host<number>"));
+        let signed = "d root/pci0/00:04.0\nd root/pci0/00:04.0/host+1\n";
+        assert!(host_number(signed, "root/pci0/00:04.0").is_err());
         // A host of another function does not count.
-        let other = snapshot("d root/pci0/00:04.0\nd root/pci0/00:05.0\nd root/pci0/00:05.0/host0\n");
-        assert!(host_number(&other, "root/pci0/00:04.0").is_err());
+        let other = "d root/pci0/00:04.0\nd root/pci0/00:05.0\nd root/pci0/00:05.0/host0\n";
+        assert!(host_number(other, "root/pci0/00:04.0").is_err());
     }
 }
