@@ -58,9 +58,12 @@ impl Plug {
     }
 }
 
+/// A device QEMU added and the guest registered.
 #[derive(Clone, Debug)]
 pub struct Plugged {
+    /// QEMU's id of the device.
     pub id: String,
+    /// Where the guest shows it.
     pub devpath: String,
     /// `device_add` returned → the guest's `add` uevent arrived.
     pub add_latency: Duration,
@@ -80,14 +83,18 @@ pub enum UnplugOrder {
     NoEject,
 }
 
+/// A device that is gone, as its bus defines it.
 #[derive(Clone, Debug)]
 pub struct Unplugged {
+    /// QEMU's id of the device.
     pub id: String,
+    /// Where the guest showed it.
     pub devpath: String,
     /// `device_del` returned → DEVICE_DELETED.
     pub deleted_after: Duration,
     /// `device_del` returned → the guest's `remove` uevent.
     pub removed_after: Duration,
+    /// What the guest did, in the order it told the control channel.
     pub order: UnplugOrder,
 }
 

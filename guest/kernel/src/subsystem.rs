@@ -82,6 +82,7 @@ pub struct Services {
 pub type ServicesRef = Rc<Services>;
 
 impl Services {
+    /// The services of one boot (`system.rs` makes them once).
     pub fn new(platform: &'static dyn Platform, core: CoreRef, spawner: Spawner, cmdline: Cmdline) -> ServicesRef {
         Rc::new(Services { platform, core, spawner, cmdline })
     }

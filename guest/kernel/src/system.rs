@@ -21,7 +21,10 @@ use crate::{ide, pci, testbus};
 /// line here; see [`crate::subsystem`].
 pub const SUBSYSTEMS: &[Register] = &[testbus::register, pci::register, ide::register];
 
+/// The booted kernel: the control state over the subsystems, the executor
+/// and the control port.
 pub struct System {
+    /// The control state, which holds the services and the subsystems.
     pub control: ControlRef,
     executor: Executor,
     input: LineAssembler,

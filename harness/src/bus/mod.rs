@@ -79,6 +79,7 @@ pub enum Removal {
 pub struct Location {
     /// The device's directory in the guest's snapshot (`root/pci0/00:05.0`).
     pub devpath: String,
+    /// What the unplug has to wait for.
     pub removal: Removal,
 }
 

@@ -27,6 +27,7 @@ pub struct ScsiAddress {
     pub hba: String,
     /// The device's `scsi-id`: its target.
     pub target: u32,
+    /// The device's `lun`.
     pub lun: u32,
 }
 

@@ -16,7 +16,9 @@ use crate::subsystem::{ServicesRef, Subsystems};
 
 /// Everything serving a request may need. Shared as [`ControlRef`].
 pub struct Control {
+    /// What the subsystems share: the driver core, the platform, tasks.
     pub sys: ServicesRef,
+    /// The booted subsystems, which own every verb that is not the core's.
     pub subsystems: Subsystems,
     pub(super) out: RefCell<Outbox>,
     /// Set by `poweroff`: exit once the reply is on the wire.
@@ -30,9 +32,13 @@ pub struct Control {
     pub(super) held_refs: RefCell<Vec<(String, DeviceId)>>,
 }
 
+/// How request tasks share [`Control`].
 pub type ControlRef = Rc<Control>;
 
 impl Control {
+    /// The control state over booted subsystems; `hang` starts it deaf
+    /// (`selftest.hang` on the command line).
+    ///
     /// # Panics
     /// If a subsystem declares one of the driver core's verbs.
     pub fn new(sys: ServicesRef, subsystems: Subsystems, hang: bool) -> ControlRef {

@@ -12,6 +12,7 @@ use crate::subsystem::{PendingWork, ServicesRef, Subsystem};
 
 /// The PCI subsystem: the bus's bookkeeping and its hot-plug work.
 pub struct PciSubsystem {
+    /// The kernel's services, for the pollers and removal tasks.
     pub sys: ServicesRef,
     /// Functions, windows and bus numbers beside the driver model.
     pub state: RefCell<Pci>,
