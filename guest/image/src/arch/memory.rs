@@ -33,7 +33,10 @@ static DMA: DmaTable = DmaTable(RefCell::new(BTreeMap::new()));
 
 fn check_mmio(addr: u64, width: u64) {
     let inside = addr >= MMIO_START && addr.checked_add(width).is_some_and(|end| end <= MMIO_END);
-    assert!(inside && addr.is_multiple_of(width), "MMIO access of {width} bytes at {addr:#x} outside the PCI hole or unaligned");
+    assert!(
+        inside && addr.is_multiple_of(width),
+        "MMIO access of {width} bytes at {addr:#x} outside the PCI hole or unaligned"
+    );
 }
 
 /// Panic unless `[phys, phys + len)` lies inside one live DMA allocation.
