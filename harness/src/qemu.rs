@@ -141,6 +141,9 @@ pub struct LaunchSpec<'a> {
     pub qmp_socket: &'a Path,
     pub control_socket: &'a Path,
     pub console_log: &'a Path,
+    /// COM1 on this socket instead of `console_log` (see
+    /// [`crate::vm::VmConfig::console_unread`]).
+    pub console_socket: Option<&'a Path>,
     /// This VM's own copy of the profile's disk image, as block node `hd0`.
     pub disk: Option<&'a Path>,
 }
@@ -174,7 +177,10 @@ impl LaunchSpec<'_> {
         push(&"-qmp");
         push(&format!("unix:{},server=on,wait=off", self.qmp_socket.display()));
         push(&"-chardev");
-        push(&format!("file,id=console,path={}", self.console_log.display()));
+        match self.console_socket {
+            Some(socket) => push(&format!("socket,id=console,path={},server=on,wait=off", socket.display())),
+            None => push(&format!("file,id=console,path={}", self.console_log.display())),
+        }
         push(&"-serial");
         push(&"chardev:console");
         push(&"-chardev");

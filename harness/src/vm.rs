@@ -73,6 +73,11 @@ pub struct VmConfig {
     pub kernel: Option<PathBuf>,
     /// Keep no artifacts and no transcripts (benchmarks).
     pub quiet: bool,
+    /// Put COM1 on a socket that the harness connects to and never reads,
+    /// as a tool that only reads the control channel would: QEMU's 16550
+    /// stalls after a few hundred bytes. For testing that a stalled console
+    /// never stops the guest; there is no console log then.
+    pub console_unread: bool,
 }
 
 impl VmConfig {
@@ -94,6 +99,7 @@ impl VmConfig {
             qemu: None,
             kernel: None,
             quiet: false,
+            console_unread: false,
         })
     }
 }
@@ -111,6 +117,8 @@ pub struct Vm {
     artifacts: Option<Artifacts>,
     /// Keeps the socket directory alive; removed on drop.
     sockets: tempfile::TempDir,
+    /// The console connection left unread ([`VmConfig::console_unread`]).
+    _console_unread: Option<std::os::unix::net::UnixStream>,
     snapshots_taken: usize,
     qemu_pid: Option<u32>,
     /// Block nodes `insert_media` created, by drive id.
@@ -150,6 +158,7 @@ impl Vm {
             .context("creating the socket directory")?;
         let qmp_socket = sockets.path().join("qmp.sock");
         let control_socket = sockets.path().join("control.sock");
+        let console_socket = config.console_unread.then(|| sockets.path().join("console.sock"));
         let disk = match &config.profile.disk_image {
             Some(file) => {
                 let copy = sockets.path().join(file);
@@ -174,6 +183,7 @@ impl Vm {
             qmp_socket: &qmp_socket,
             control_socket: &control_socket,
             console_log: &console_log,
+            console_socket: console_socket.as_deref(),
             disk: disk.as_deref(),
         };
         let args = spec.args();
@@ -256,6 +266,14 @@ impl Vm {
                 .await
                 .context("connecting to the control channel")?;
         starting.control = Some(control.clone());
+        // Connected before `cont`: QEMU drops serial output with no client.
+        let console_unread = match &console_socket {
+            Some(path) => Some(
+                std::os::unix::net::UnixStream::connect(path)
+                    .context("connecting to the console socket (left unread)")?,
+            ),
+            None => None,
+        };
         starting
             .within("QEMU to start the VM (cont)", t.request, async {
                 Ok(qmp.execute_raw("cont", serde_json::json!({})).await?)
@@ -289,6 +307,7 @@ impl Vm {
             _kill: kill,
             artifacts,
             sockets,
+            _console_unread: console_unread,
             snapshots_taken: 0,
             qemu_pid,
             media_nodes: Mutex::new(std::collections::HashMap::new()),

@@ -52,6 +52,10 @@ const LSR_TX_IDLE: u8 = 0x60;
 
 #[derive(Default)]
 struct FakeUart {
+    /// Bytes the host side takes before it stops reading (`None`: no
+    /// limit). At 0 THR never empties, as QEMU's 16550 behind a full socket
+    /// chardev, until the test gives more room.
+    room: Cell<Option<usize>>,
     lcr: Cell<u8>,
     input: RefCell<VecDeque<u8>>,
     output: RefCell<Vec<u8>>,
@@ -62,7 +66,10 @@ impl FakeUart {
         match offset {
             RBR_THR if self.lcr.get() & LCR_DLAB == 0 => self.input.borrow_mut().pop_front().unwrap_or(0),
             LCR => self.lcr.get(),
-            LSR => LSR_TX_IDLE | if self.input.borrow().is_empty() { 0 } else { LSR_DATA_READY },
+            LSR => {
+                let tx = if self.room.get() == Some(0) { 0 } else { LSR_TX_IDLE };
+                tx | if self.input.borrow().is_empty() { 0 } else { LSR_DATA_READY }
+            }
             _ => 0,
         }
     }
@@ -70,7 +77,10 @@ impl FakeUart {
     fn outb(&self, offset: u16, value: u8) {
         match offset {
             // With DLAB set, offsets 0 and 1 are the divisor latch, not data.
-            RBR_THR if self.lcr.get() & LCR_DLAB == 0 => self.output.borrow_mut().push(value),
+            RBR_THR if self.lcr.get() & LCR_DLAB == 0 => {
+                self.room.set(self.room.get().map(|n| n.saturating_sub(1)));
+                self.output.borrow_mut().push(value);
+            }
             LCR => self.lcr.set(value),
             // Divisor, IER, FCR, MCR, scratch: nothing to emulate.
             _ => {}
@@ -211,6 +221,21 @@ impl FakePlatform {
     /// Everything the guest wrote to COM2 so far.
     pub fn control_output(&self) -> Vec<u8> {
         self.com2.output.borrow().clone()
+    }
+
+    /// Stop (true) or resume (false) reading COM1 on the host side.
+    pub fn stall_console(&self, stalled: bool) {
+        self.com1.room.set(stalled.then_some(0));
+    }
+
+    /// Stop (true) or resume (false) reading COM2 on the host side.
+    pub fn stall_control(&self, stalled: bool) {
+        self.com2.room.set(stalled.then_some(0));
+    }
+
+    /// The host side reads `bytes` more bytes of COM2, then stops.
+    pub fn control_room(&self, bytes: usize) {
+        self.com2.room.set(Some(bytes));
     }
 
     /// Everything the guest wrote to COM1, the console.
@@ -360,8 +385,10 @@ impl Platform for FakePlatform {
         self.relaxed.set(self.relaxed.get() + 1);
     }
 
+    /// Advances a millisecond's worth (at 1 GHz) per call, so bounded waits
+    /// on a stalled fake UART end after a few dozen polls.
     fn ticks(&self) -> u64 {
-        self.ticks.set(self.ticks.get() + 1);
+        self.ticks.set(self.ticks.get() + 1_000_000);
         self.ticks.get()
     }
 
@@ -427,7 +454,7 @@ mod tests {
         let p = FakePlatform::new(FakePci::new());
         let com2 = Uart::new(COM2);
         com2.init(&p);
-        com2.write(&p, b"1 ok 0\n");
+        assert_eq!(com2.send_all_before(&p, b"1 ok 0\n", 0), 7, "an idle UART takes bytes without waiting");
         assert_eq!(p.control_output(), b"1 ok 0\n");
         assert_eq!(com2.read_byte(&p), None);
         p.push_control("ab");

@@ -4,16 +4,18 @@
 //! [`crate::subsystem::Services`].
 
 use alloc::string::String;
+use core::cell::RefCell;
 use core::fmt::Write;
 
 use crate::base::Core;
 use crate::cmdline::Cmdline;
-use crate::control::{Control, ControlRef, Incoming, LineAssembler};
+use crate::console::ConsoleWriter;
+use crate::control::{Control, ControlRef, Incoming, LineAssembler, Outbox};
 use crate::executor::Executor;
 use crate::hw::{ExitCode, Platform};
 use crate::klog;
 use crate::subsystem::{Register, Services, Subsystems};
-use crate::uart::{COM1, COM2, Uart, UartWriter};
+use crate::uart::{COM1, COM2, LAST_WORDS_TICKS, Uart};
 use crate::{ide, pci, testbus};
 
 /// The bus subsystems, in boot order: each registers after the ones whose
@@ -76,17 +78,19 @@ impl System {
         self.executor.run_pass();
         k.pass_done();
         k.flush_events();
-        let bytes = k.take_output();
-        if !k.hang.get() {
-            for b in bytes {
-                self.control_port.write_byte(platform, b);
-            }
+        let mut out = k.output().borrow_mut();
+        if k.hang.get() {
+            out.discard();
+        } else {
+            out.pump(&self.control_port, platform);
         }
         if k.sys.core.borrow().bug_count() > 0 {
             klog!(platform, "stopping after a BUG (exit code {})", ExitCode::Bug.host_status());
+            out.flush_before(&self.control_port, platform, platform.ticks().saturating_add(LAST_WORDS_TICKS));
             platform.exit(ExitCode::Bug);
         }
-        if k.poweroff.get() {
+        // Power off once the reply is on the wire, however slow the reader.
+        if k.poweroff.get() && out.is_empty() && self.control_port.is_idle(platform) {
             klog!(platform, "poweroff");
             platform.exit(ExitCode::PowerOff);
         }
@@ -100,22 +104,39 @@ impl System {
     }
 }
 
-/// Entry from the image crate once memory is set up.
-pub fn run(platform: &'static dyn Platform, cmdline: &str) -> ! {
-    System::boot(platform, &Cmdline::new(cmdline)).run()
+/// Entry from the image crate once memory is set up. `booted` sees the
+/// control state before the main loop starts (the image keeps it for its
+/// panic handler, see [`panic_report`]).
+pub fn run(platform: &'static dyn Platform, cmdline: &str, booted: impl FnOnce(&ControlRef)) -> ! {
+    let system = System::boot(platform, &Cmdline::new(cmdline));
+    booted(&system.control);
+    system.run()
 }
 
 /// The panic path: report on both ports and exit with the panic code.
-/// Output is whole messages only, so a panic never lands inside a payload.
-pub fn panic_report(platform: &dyn Platform, info: &core::panic::PanicInfo<'_>) -> ! {
+/// Output is whole messages only, so a panic never lands inside a payload:
+/// `pending` is the control channel's queue, whose message in flight is
+/// finished first. Both ports wait a bounded time only.
+pub fn panic_report(
+    platform: &dyn Platform,
+    info: &core::panic::PanicInfo<'_>,
+    pending: Option<&RefCell<Outbox>>,
+) -> ! {
     let mut message = String::new();
     let _ = write!(message, "{}", info.message());
     if let Some(loc) = info.location() {
         let _ = write!(message, " at {}:{}", loc.file(), loc.line());
     }
     let message: String = message.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
-    let _ = writeln!(UartWriter { uart: Uart::new(COM1), platform }, "panic: {message}");
-    let line = alloc::format!("* bug panic: {message}\n");
-    Uart::new(COM2).write(platform, line.as_bytes());
+    let _ = writeln!(ConsoleWriter { platform }, "panic: {message}");
+    let control = Uart::new(COM2);
+    let deadline = platform.ticks().saturating_add(LAST_WORDS_TICKS);
+    let at_boundary = pending
+        .and_then(|out| out.try_borrow_mut().ok())
+        .is_none_or(|mut out| out.finish_message(&control, platform, deadline));
+    if at_boundary {
+        let line = alloc::format!("* bug panic: {message}\n");
+        control.send_all_before(platform, line.as_bytes(), deadline);
+    }
     platform.exit(ExitCode::Panic)
 }

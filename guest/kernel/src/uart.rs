@@ -14,6 +14,21 @@ const LSR: u16 = 5;
 
 const LSR_DATA_READY: u8 = 0x01;
 const LSR_THR_EMPTY: u8 = 0x20;
+/// THR and the shift register both empty: the last byte has left the UART.
+const LSR_TX_EMPTY: u8 = 0x40;
+
+/// How long a writer waits for the transmitter to take one byte before it
+/// gives up on it, in TSC ticks: about 10 ms at 2 GHz, the order of the
+/// bounded per-character wait of Linux's 8250 console. A 16550 whose host
+/// side stopped reading (QEMU's socket chardev with a full buffer) never
+/// shows THR empty again, so an unbounded wait would freeze the guest.
+pub const BYTE_WAIT_TICKS: u64 = 20_000_000;
+
+/// The longest the dying paths (panic, BUG) wait for a stalled port to
+/// drain their last words, in TSC ticks: one to a few seconds depending on
+/// the TSC's rate. They must get their text out if the port drains at all,
+/// and must still exit if it never does.
+pub const LAST_WORDS_TICKS: u64 = 4_000_000_000;
 
 /// One UART, addressed by its base port. The device keeps all the state, so
 /// this is a plain value that the panic path can rebuild from nothing.
@@ -39,38 +54,48 @@ impl Uart {
         p.outb(self.base + MCR, 0x0b);
     }
 
-    pub fn write_byte(&self, p: &dyn Platform, byte: u8) {
-        while p.inb(self.base + LSR) & LSR_THR_EMPTY == 0 {
-            p.relax();
-        }
-        p.outb(self.base + RBR_THR, byte);
+    /// The transmitter holding register can take a byte now.
+    pub fn can_send(&self, p: &dyn Platform) -> bool {
+        p.inb(self.base + LSR) & LSR_THR_EMPTY != 0
     }
 
-    pub fn write(&self, p: &dyn Platform, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_byte(p, b);
+    /// Every byte written so far has left the UART (THR and shift register
+    /// empty), so exiting now loses nothing.
+    pub fn is_idle(&self, p: &dyn Platform) -> bool {
+        let lsr = p.inb(self.base + LSR);
+        lsr & (LSR_THR_EMPTY | LSR_TX_EMPTY) == LSR_THR_EMPTY | LSR_TX_EMPTY
+    }
+
+    /// Send `byte` if the UART takes it right now; never waits.
+    pub fn try_send(&self, p: &dyn Platform, byte: u8) -> bool {
+        if !self.can_send(p) {
+            return false;
         }
+        p.outb(self.base + RBR_THR, byte);
+        true
+    }
+
+    /// Send `byte`, waiting for the transmitter until `deadline` (a
+    /// [`Platform::ticks`] value) at most. False: the byte was not sent.
+    pub fn send_before(&self, p: &dyn Platform, byte: u8, deadline: u64) -> bool {
+        loop {
+            if self.try_send(p, byte) {
+                return true;
+            }
+            if p.ticks() >= deadline {
+                return false;
+            }
+            p.relax();
+        }
+    }
+
+    /// Send `bytes`, waiting at most until `deadline` for the whole of them;
+    /// answers how many were sent (a prefix).
+    pub fn send_all_before(&self, p: &dyn Platform, bytes: &[u8], deadline: u64) -> usize {
+        bytes.iter().take_while(|b| self.send_before(p, **b, deadline)).count()
     }
 
     pub fn read_byte(&self, p: &dyn Platform) -> Option<u8> {
         if p.inb(self.base + LSR) & LSR_DATA_READY != 0 { Some(p.inb(self.base + RBR_THR)) } else { None }
-    }
-}
-
-/// `core::fmt::Write` adapter so the console can take `format_args!`.
-pub struct UartWriter<'a> {
-    pub uart: Uart,
-    pub platform: &'a dyn Platform,
-}
-
-impl core::fmt::Write for UartWriter<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.uart.write_byte(self.platform, b'\r');
-            }
-            self.uart.write_byte(self.platform, b);
-        }
-        Ok(())
     }
 }

@@ -89,6 +89,8 @@ struct Shared {
     log: Mutex<Log>,
     /// Bumped on every frame and when the channel fails.
     changed: watch::Sender<u64>,
+    /// While true the reader leaves the socket alone ([`Control::pause_reading`]).
+    paused: watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -145,7 +147,8 @@ impl Control {
         let stream = UnixStream::connect(path).await?;
         let (read, write) = stream.into_split();
         let (changed, _) = watch::channel(0);
-        let shared = Arc::new(Shared { pending: Pending::default(), log: Mutex::new(Log::default()), changed });
+        let (paused, _) = watch::channel(false);
+        let shared = Arc::new(Shared { pending: Pending::default(), log: Mutex::new(Log::default()), changed, paused });
         tokio::spawn(read_loop(read, Arc::clone(&shared), transcript.clone(), uevent_log));
         Ok(Control {
             writer: Arc::new(tokio::sync::Mutex::new(write)),
@@ -262,6 +265,13 @@ impl Control {
         self.shared.log.lock().unwrap().bugs.clone()
     }
 
+    /// Stop (true) or resume (false) reading the channel, as a slow reader
+    /// would: the guest's output then backs up in QEMU and the guest's
+    /// UART. For testing that the guest keeps working meanwhile.
+    pub fn pause_reading(&self, paused: bool) {
+        self.shared.paused.send_replace(paused);
+    }
+
     /// Why the channel failed, if it did.
     pub fn failure(&self) -> Option<ControlError> {
         self.shared.pending.failure()
@@ -272,8 +282,17 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, transcript: Tra
     let mut decoder = Decoder::default();
     let mut buf = vec![0u8; 64 * 1024];
     let mut frame_index = 0u64;
+    let mut paused = shared.paused.subscribe();
     let failure = 'outer: loop {
-        let n = match read.read(&mut buf).await {
+        while *paused.borrow_and_update() {
+            let _ = paused.changed().await;
+        }
+        // A pause stops a read already waiting, too (reads are cancel-safe).
+        let read = tokio::select! {
+            read = read.read(&mut buf) => read,
+            _ = paused.wait_for(|p| *p) => continue,
+        };
+        let n = match read {
             Ok(0) => match decoder.finish() {
                 Ok(()) => break ControlError::Closed("the guest closed the channel (QEMU exited?)".into()),
                 Err(e) => break ControlError::Protocol(e),

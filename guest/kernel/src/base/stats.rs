@@ -61,6 +61,8 @@ impl Core {
         let _ = writeln!(out, "handles {}", t.handles);
         let _ = writeln!(out, "active {}", t.active);
         let _ = writeln!(out, "seqnum {}", self.seqnum);
+        // Not the driver core's, but this is where counters are read.
+        let _ = writeln!(out, "console_dropped {}", crate::console::dropped_bytes());
         for dev in self.device_ids() {
             let d = self.device(dev);
             if d.state == DeviceState::Released {

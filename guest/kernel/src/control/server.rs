@@ -112,9 +112,10 @@ impl Control {
         }
     }
 
-    /// The bytes to write to COM2 now, whole messages only.
-    pub fn take_output(&self) -> alloc::collections::VecDeque<u8> {
-        self.out.borrow_mut().take()
+    /// The queue of output for COM2 (the main loop pumps it; the panic path
+    /// finishes its message in flight).
+    pub fn output(&self) -> &RefCell<Outbox> {
+        &self.out
     }
 
     /// The main loop ran one more executor pass.

@@ -122,6 +122,7 @@ pub(super) async fn serve(k: &ControlRef, req: &Request) -> Reply {
             Ok(Vec::new())
         }
         "devref" => devref(k, req),
+        "selftest" if args.first() == Some(&"flood") => super::flood::flood(k, req).await,
         "selftest" => selftest(k, req),
         "poweroff" => {
             arg_count(req, 0, 0, "poweroff")?;
@@ -173,7 +174,8 @@ fn devref(k: &ControlRef, req: &Request) -> Reply {
 /// - `selftest put <testdev>`: one put_device too many on a registered test
 ///   device, which the driver core reports as a BUG;
 /// - `selftest hang`: stop answering the control channel;
-/// - `selftest garbage <kind>`: see [`garbage`].
+/// - `selftest garbage <kind>`: see [`garbage`];
+/// - `selftest flood <kind> <count>`: see [`super::flood`].
 fn selftest(k: &ControlRef, req: &Request) -> Reply {
     let args = req.args();
     match args.first().copied() {
@@ -194,7 +196,10 @@ fn selftest(k: &ControlRef, req: &Request) -> Reply {
             k.hang.set(true);
             Ok(Vec::new())
         }
-        _ => fail(Errno::EINVAL, "usage: selftest panic <text> | put <testdev> | hang | garbage <kind>"),
+        _ => fail(
+            Errno::EINVAL,
+            "usage: selftest panic <text> | put <testdev> | hang | garbage <kind> | flood <kind> <count>",
+        ),
     }
 }
 

@@ -344,3 +344,79 @@ l bus/pci/devices/00:1f.3 -> ../../../root/pci0/00:1f.3
     );
     assert_eq!(uevents(&messages).len(), 6, "one add per function");
 }
+
+/// A console nobody reads (COM1's THR never empties) costs the guest a
+/// bounded wait once, then its lines are dropped and counted: hot-plug and
+/// the control channel carry on, and the console resumes when the host
+/// reads again.
+#[test]
+fn a_stalled_console_drops_and_counts_its_output_and_the_guest_carries_on() {
+    let (platform, mut system) = boot(FakePci::pc());
+    platform.stall_console(true);
+    let edu = FakeFunction::endpoint(0x1234, 0x11e8, 0x00_ff_00)
+        .bar(0, FakeBar::Mem32 { size: 0x10_0000, prefetchable: false });
+    platform.pci.insert(Segment::ROOT, 5, 0, edu);
+    platform.acpi_hot_add(5);
+    platform.push_control("1 settle\n");
+    steps(&mut system, 25);
+    platform.acpi_unplug_request(5);
+    platform.push_control("2 settle\n");
+    steps(&mut system, 25);
+    platform.push_control("3 stats\n");
+    steps(&mut system, 2);
+    let messages = parse(&platform.control_output());
+    assert_eq!(reply_tags(&messages), ["1", "2", "3"]);
+    assert_eq!(platform.acpi_ejected(), [5], "the unplug completed with the console stalled");
+    let console = platform.console_output();
+    assert!(!console.contains("hot-add on 00:05"), "nothing got through a stalled console: {console}");
+    let dropped = |stats: &str| -> u64 {
+        let line = stats.lines().find_map(|l| l.strip_prefix("console_dropped ")).expect("stats count console drops");
+        line.parse().unwrap()
+    };
+    // The counter is process-wide (the panic path needs it without a
+    // kernel), so only this test may stall a console.
+    let before = dropped(payload(&messages, "3"));
+    assert!(before >= "pci: hot-add on 00:05: 1 function(s)\r\n".len() as u64, "dropped {before}");
+
+    platform.stall_console(false);
+    platform.acpi_hot_add(5);
+    platform.pci.insert(Segment::ROOT, 5, 0, FakeFunction::endpoint(0x1234, 0x11e8, 0x00_ff_00));
+    platform.push_control("4 settle\n5 stats\n");
+    steps(&mut system, 25);
+    assert!(platform.console_output().contains("pci: hot-add on 00:05"), "the console resumed");
+    let messages = parse(&platform.control_output());
+    assert_eq!(dropped(payload(&messages, "5")), before, "nothing dropped once the host reads again");
+}
+
+/// A control reader that stops reading holds the guest's output in its
+/// queue, never drops a byte, and never stops bus work: a hot-unplug
+/// completes meanwhile, and everything arrives in order when it reads again.
+#[test]
+fn a_stalled_control_reader_loses_nothing_and_stops_no_bus_work() {
+    let (platform, mut system) = boot(FakePci::pc());
+    platform.push_control("1 hello\n");
+    steps(&mut system, 2);
+    let written = platform.control_output().len();
+    platform.stall_control(true);
+    let edu = FakeFunction::endpoint(0x1234, 0x11e8, 0x00_ff_00)
+        .bar(0, FakeBar::Mem32 { size: 0x10_0000, prefetchable: false });
+    platform.pci.insert(Segment::ROOT, 6, 0, edu);
+    platform.acpi_hot_add(6);
+    platform.push_control("2 settle\n3 snapshot\n");
+    steps(&mut system, 25);
+    platform.acpi_unplug_request(6);
+    platform.push_control("4 settle\n");
+    steps(&mut system, 25);
+    assert_eq!(platform.acpi_ejected(), [6], "the eject did not wait for the reader");
+    assert_eq!(platform.control_output().len(), written, "nothing sent while the reader is stalled");
+
+    platform.stall_control(false);
+    steps(&mut system, 2);
+    let messages = parse(&platform.control_output());
+    assert_eq!(reply_tags(&messages), ["1", "3", "2", "4"], "every reply, in the order they were made");
+    let events = uevents(&messages);
+    assert!(events.iter().any(|u| u.starts_with("add root/pci0/00:06.0 ")), "{events:?}");
+    assert!(events.iter().any(|u| u.starts_with("remove root/pci0/00:06.0 ")), "{events:?}");
+    assert!(messages.contains(&Message::Async("hotplug eject 00:06".into())));
+    assert!(payload(&messages, "3").contains("d root/pci0/00:06.0\n"));
+}
