@@ -9,7 +9,8 @@
 //!   guest;
 //! - [`control`]: the control protocol (contract 2);
 //! - [`driverfs`], [`stats`]: parsing what the guest reports (contract 1);
-//! - [`matrix`], [`scenario`], [`bench`]: the hardware matrix and benchmarks.
+//! - [`matrix`], [`scenario`], [`bench`]: the hardware matrix and benchmarks;
+//! - [`mutants`]: the matrix once per planted guest bug (the kill table).
 #![forbid(unsafe_code)]
 
 pub mod artifacts;
@@ -23,6 +24,7 @@ pub mod guest;
 pub mod hotplug;
 pub mod matrix;
 pub mod media;
+pub mod mutants;
 pub mod pending;
 pub mod profile;
 pub mod qemu;

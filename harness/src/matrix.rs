@@ -155,12 +155,25 @@ pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>
 }
 
 async fn run_cell(profile: Profile, scenario: &Scenario) -> CellResult {
-    let start = Instant::now();
     let name = format!("matrix-{}-{}", profile.name, scenario.name);
-    let artifacts = crate::artifacts::root().join(&name);
+    run_cell_with(profile, scenario, &name, |_| {}).await
+}
+
+/// One cell, its artifacts under `name`, its VM configured by `adjust`
+/// (`cargo xtask mutants` plants a fault through the command line).
+pub async fn run_cell_with(
+    profile: Profile,
+    scenario: &Scenario,
+    name: &str,
+    adjust: impl FnOnce(&mut VmConfig),
+) -> CellResult {
+    let start = Instant::now();
+    let artifacts = crate::artifacts::root().join(name);
     let profile_name = profile.name.clone();
     let outcome: Result<()> = async {
-        let mut vm = Vm::boot(VmConfig::with_profile(profile, &name)?).await?;
+        let mut config = VmConfig::with_profile(profile, name)?;
+        adjust(&mut config);
+        let mut vm = Vm::boot(config).await?;
         let goldens = (scenario.run)(&mut vm).await?;
         for (golden, text) in &goldens.0 {
             if let Err(e) = crate::golden::check(golden, &profile_name, text) {

@@ -4,6 +4,7 @@
 mod build;
 mod cmd;
 mod images;
+mod mutants;
 mod qemu;
 mod review;
 mod run_harness;
@@ -23,6 +24,8 @@ commands:
   bench [args]     measure boot and hot-plug latency; medians as a table and
                    JSON under target/bench
   run [args]       boot one profile and talk to the guest (see --help)
+  mutants [args]   run the matrix once clean and once per planted guest bug;
+                   print the kill table, write it under target/mutants
   images           build the disk and CD images under target/images
   review           review changed snapshots (cargo insta review)
 
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         "build" => build::run(),
         "test" => test::run(rest),
         "matrix" | "bench" | "run" => run_harness::run(command, rest),
+        "mutants" => mutants::run(rest),
         "images" => images::run(),
         "review" => review::run(),
         "help" | "--help" | "-h" => {

@@ -17,6 +17,7 @@ pub mod control;
 pub mod driverfs;
 pub mod errno;
 pub mod executor;
+pub mod fault;
 pub mod hw;
 pub mod ide;
 pub mod pci;

@@ -53,6 +53,11 @@ impl System {
         if cmdline.flag("selftest.panic") {
             panic!("selftest.panic on the kernel command line");
         }
+        match crate::fault::plant_from_cmdline(cmdline) {
+            Ok(Some(fault)) => klog!(platform, "fault: planted {}", fault.name()),
+            Ok(None) => {}
+            Err(e) => panic!("{e}"),
+        }
 
         let executor = Executor::new();
         let sys = Services::new(platform, Core::new_shared(), executor.spawner(), cmdline.clone());

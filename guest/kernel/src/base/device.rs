@@ -24,6 +24,7 @@ use super::{Attribute, BoxedData, BusId, Core, CoreRef, DeviceData, DriverId, Ue
 use crate::driverfs::NodeId;
 use crate::errno::Errno;
 use crate::executor::wait_until;
+use crate::fault::{self, Fault};
 
 /// Index of a device object. Never reused, so it can name a released object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -199,8 +200,13 @@ impl Core {
             self.device_mut(dev).object_ref = true;
             self.device_mut(p).children.push(dev);
         }
-        let generation = self.next_generation;
-        self.next_generation += 1;
+        let generation = match self.fault_reused_generation(dev) {
+            Some(old) => old,
+            None => {
+                self.next_generation += 1;
+                self.next_generation - 1
+            }
+        };
         let d = self.device_mut(dev);
         d.generation = generation;
         d.state = DeviceState::Registered;
@@ -270,7 +276,7 @@ impl Core {
             return;
         }
         self.device_mut(dev).refcount -= 1;
-        if self.device(dev).refcount == 0 {
+        if self.device(dev).refcount == 0 && !fault::planted(Fault::ReleaseNeverCalled) {
             self.release(dev);
         }
     }
@@ -297,7 +303,7 @@ impl Core {
         d.data = None; // the release() proper: the object's memory goes
         let parent = d.parent;
         let object_ref = core::mem::replace(&mut d.object_ref, false);
-        if let (Some(p), true) = (parent, object_ref) {
+        if let (Some(p), true) = (parent, object_ref && !fault::planted(Fault::ParentRefLeaked)) {
             self.put(p);
         }
     }
@@ -440,8 +446,12 @@ impl Core {
         if let Some(bus) = self.device(dev).bus {
             self.bus_remove_device(bus, dev);
         }
-        self.release_driver_now(dev);
-        self.uevent(dev, UeventAction::Remove);
+        if !fault::planted(Fault::DriverNotUnbound) {
+            self.release_driver_now(dev);
+        }
+        if !fault::planted(Fault::NoRemoveUevent) {
+            self.uevent(dev, UeventAction::Remove);
+        }
     }
 
     /// True once no show()/store() runs on any node of the device.
@@ -468,13 +478,38 @@ impl Core {
         if let (Some(p), true) = (parent, membership) {
             self.put(p);
         }
+        if fault::planted(Fault::ParentPutBeforeChildRelease)
+            && let (Some(p), true) = (parent, core::mem::replace(&mut self.device_mut(dev).object_ref, false))
+        {
+            self.put(p);
+        }
     }
 
     /// Drop the creator's reference (the second half of unregister).
     fn put_creator(&mut self, dev: DeviceId) {
         if core::mem::replace(&mut self.device_mut(dev).creator_ref, false) {
+            if fault::planted(Fault::ReleaseOnUnregister) {
+                self.device_mut(dev).refcount = 0;
+                self.release(dev);
+                return;
+            }
             self.put(dev);
         }
+    }
+
+    /// [`Fault::GenerationNotBumped`]: the generation of the newest older
+    /// object that had this device's parent and name.
+    fn fault_reused_generation(&self, dev: DeviceId) -> Option<u64> {
+        if !fault::planted(Fault::GenerationNotBumped) {
+            return None;
+        }
+        let me = self.device(dev);
+        self.devices
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| *i as u32 != dev.0 && d.parent == me.parent && d.name == me.name && d.generation != 0)
+            .map(|(_, d)| d.generation)
+            .max()
     }
 }
 
@@ -514,7 +549,9 @@ pub fn device_del(core: &CoreRef, dev: DeviceId) -> LocalFuture<'_, Result<(), E
             }
         }
         core.borrow_mut().del_unlink(dev);
-        wait_until(|| core.borrow().nodes_drained(dev)).await;
+        if !fault::planted(Fault::RemovalSkipsDrain) {
+            wait_until(|| core.borrow().nodes_drained(dev)).await;
+        }
         core.borrow_mut().del_finish(dev);
         Ok(())
     })

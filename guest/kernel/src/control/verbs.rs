@@ -22,14 +22,14 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// one of them.
 pub const CORE_VERBS: &[&str] = &[
     "hello", "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind",
-    "selftest", "poweroff", "devref",
+    "selftest", "poweroff", "devref", "faults",
 ];
 
 /// The driver core's part of `hello`'s feature list: its verbs but `hello`.
 /// The subsystems' verbs and features follow it.
 pub const FEATURES: &[&str] = &[
     "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind", "selftest",
-    "poweroff", "devref",
+    "poweroff", "devref", "faults",
 ];
 
 fn parse_handle(text: &str) -> Result<u32, (Errno, String)> {
@@ -124,6 +124,10 @@ pub(super) async fn serve(k: &ControlRef, req: &Request) -> Reply {
         "devref" => devref(k, req),
         "selftest" if args.first() == Some(&"flood") => super::flood::flood(k, req).await,
         "selftest" => selftest(k, req),
+        "faults" => {
+            arg_count(req, 0, 0, "faults")?;
+            Ok(crate::fault::render_list().into_bytes())
+        }
         "poweroff" => {
             arg_count(req, 0, 0, "poweroff")?;
             k.poweroff.set(true);

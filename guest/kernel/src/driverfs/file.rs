@@ -7,12 +7,17 @@ use alloc::vec::Vec;
 use super::{NodeId, NodeKind};
 use crate::base::{CoreRef, DeviceId, StoreEffect, device_unregister};
 use crate::errno::Errno;
+use crate::fault::{self, Fault};
 use crate::executor::wait_until;
 
 /// Take the active reference for one operation on the handle's node.
 fn begin(core: &CoreRef, handle: u32) -> Result<(NodeId, DeviceId, bool, String), Errno> {
     let mut c = core.borrow_mut();
-    let node = c.fs.handle_node(handle)?;
+    let mut node = c.fs.handle_node(handle)?;
+    if fault::planted(Fault::StaleHandleReachesNew) && !c.fs.is_active_node(node) {
+        // The bug: the handle remembers a path, not a node.
+        node = c.fs.lookup(&c.fs.path(node)).unwrap_or(node);
+    }
     c.fs.get_active(node)?;
     match c.fs.kind(node) {
         Some(NodeKind::Attr { dev, writable }) => Ok((node, dev, writable, String::from(c.fs.node_name(node)))),

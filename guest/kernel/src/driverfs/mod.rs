@@ -20,6 +20,7 @@ use alloc::vec::Vec;
 
 use crate::base::DeviceId;
 use crate::errno::Errno;
+use crate::fault::{self, Fault};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId {
@@ -276,6 +277,13 @@ impl Driverfs {
     /// such as `bus/pci/devices/00:01.1/vendor`). Inactive nodes do not
     /// exist for lookups: ENOENT.
     pub fn lookup(&self, path: &str) -> Result<NodeId, Errno> {
+        self.lookup_in(path, false)
+    }
+
+    /// `lookup`, optionally also finding deactivated (dying) nodes that are
+    /// still linked: only [`Fault::OpenOnDying`] asks for that.
+    fn lookup_in(&self, path: &str, dying_too: bool) -> Result<NodeId, Errno> {
+        let usable = |node| if dying_too { self.node(node).is_some_and(|n| n.linked) } else { self.is_active_node(node) };
         if path.len() > MAX_PATH {
             return Err(Errno::EINVAL);
         }
@@ -290,7 +298,7 @@ impl Driverfs {
                 return Err(Errno::ENOTDIR);
             }
             cur = *n.children.get(comp).ok_or(Errno::ENOENT)?;
-            if !self.is_active_node(cur) {
+            if !usable(cur) {
                 return Err(Errno::ENOENT);
             }
         }
@@ -333,7 +341,7 @@ impl Driverfs {
 
     /// Open an attribute. Holds the node's memory, not the device.
     pub fn open(&mut self, path: &str) -> Result<u32, Errno> {
-        let node = self.lookup(path)?;
+        let node = self.lookup_in(path, fault::planted(Fault::OpenOnDying))?;
         match self.node(node).ok_or(Errno::ENOENT)?.kind {
             NodeKind::Dir => return Err(Errno::EISDIR),
             NodeKind::Link { .. } => return Err(Errno::ENOENT),

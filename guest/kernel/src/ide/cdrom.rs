@@ -17,6 +17,7 @@ use super::atapi::{self, MediaStatus};
 use super::device::{Disc, IdeDrive};
 use crate::base::{Core, CoreRef, DeviceId, DeviceState, UeventAction, device_unregister};
 use crate::executor::{wait_until, yield_now};
+use crate::fault::{self, Fault};
 use crate::hw::Platform;
 use crate::klog;
 
@@ -165,7 +166,9 @@ async fn media_changed(ctx: &IdeContext, core: &CoreRef, drive: DeviceId, channe
                 core.borrow().device_path(drive)
             );
         }
-        wait_until(|| core.borrow().state(old) == DeviceState::Released).await;
+        if !fault::planted(Fault::MediumChangeSkipsRelease) {
+            wait_until(|| core.borrow().state(old) == DeviceState::Released).await;
+        }
     }
     if core.borrow().state(drive) != DeviceState::Registered {
         return;

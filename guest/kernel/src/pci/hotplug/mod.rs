@@ -22,6 +22,7 @@ use super::device::PciFunction;
 use super::subsystem::PciRef;
 use crate::base::device_unregister;
 use crate::executor::yield_now;
+use crate::fault::{self, Fault};
 use crate::klog;
 
 /// Executor passes between two retries of a hot-add that had to wait.
@@ -91,6 +92,12 @@ pub async fn remove_slot(pci: &PciRef, bus: u8, slot: u8) {
 /// announce `* hotplug eject <bb:ss>` (the harness checks that `remove` came
 /// before it on the channel), and only then let `eject` tell QEMU to finish.
 pub async fn remove_then_eject(pci: &PciRef, bus: u8, slot: u8, eject: impl FnOnce(&PciRef)) {
+    if fault::planted(Fault::EjectBeforeRemoval) {
+        pci.sys.notice(alloc::format!("hotplug eject {bus:02x}:{slot:02x}"));
+        eject(pci);
+        remove_slot(pci, bus, slot).await;
+        return;
+    }
     remove_slot(pci, bus, slot).await;
     pci.sys.notice(alloc::format!("hotplug eject {bus:02x}:{slot:02x}"));
     eject(pci);
