@@ -66,7 +66,7 @@ impl KillTable {
 /// Waits in a cell are short here: a planted bug often makes the guest
 /// never answer, and the clean run (same timeouts) shows they suffice.
 fn timeouts() -> Timeouts {
-    Timeouts { request: Duration::from_secs(10), event: Duration::from_secs(10), ..Timeouts::default() }
+    Timeouts { request: Duration::from_secs(5), event: Duration::from_secs(5), ..Timeouts::default() }
 }
 
 /// The planted bugs the guest knows, from its `faults` verb.

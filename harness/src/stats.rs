@@ -84,7 +84,9 @@ impl Stats {
     }
 
     /// The same live objects, no leaks, no BUGs, nothing in flight: what a
-    /// scenario must return to once it has undone everything it did.
+    /// scenario must return to once it has undone everything it did. Every
+    /// device of the baseline is still there with the same state, refcount
+    /// and active count, and every object created since was released.
     pub fn check_baseline(&self, baseline: &Stats) -> Result<()> {
         let mut problems = Vec::new();
         if self.leaked() != 0 {
@@ -102,12 +104,43 @@ impl Stats {
         if self.live() != baseline.live() {
             problems.push(format!("{} live objects, baseline {}", self.live(), baseline.live()));
         }
-        let before: Vec<&String> = baseline.devices.keys().collect();
-        let after: Vec<&String> = self.devices.keys().collect();
-        if before != after {
-            problems.push(format!("device set changed: baseline {before:?}, now {after:?}"));
+        // Released counts are compared as deltas: the objects created since
+        // the baseline must all have been released since.
+        let created = self.total("created").checked_sub(baseline.total("created"));
+        let released = self.released().checked_sub(baseline.released());
+        match (created, released) {
+            (Some(created), Some(released)) if created == released => {}
+            (Some(created), Some(released)) => problems
+                .push(format!("released: {released} objects released since the baseline, but {created} created")),
+            _ => problems.push("released/created counters went backwards since the baseline".to_string()),
+        }
+        for (path, before) in &baseline.devices {
+            let Some(now) = self.devices.get(path) else {
+                problems.push(format!("{path} was released (baseline: {})", before.describe()));
+                continue;
+            };
+            for (field, was, is) in [
+                ("state", before.state.clone(), now.state.clone()),
+                ("refcount", before.refcount.to_string(), now.refcount.to_string()),
+                ("active", before.active.to_string(), now.active.to_string()),
+            ] {
+                if was != is {
+                    problems.push(format!("{path} {field}: {is}, baseline {was}"));
+                }
+            }
+        }
+        for (path, now) in &self.devices {
+            if !baseline.devices.contains_key(path) {
+                problems.push(format!("{path} is new since the baseline ({})", now.describe()));
+            }
         }
         if problems.is_empty() { Ok(()) } else { bail!("stats are not back at the baseline: {}", problems.join("; ")) }
+    }
+}
+
+impl DeviceStats {
+    fn describe(&self) -> String {
+        format!("state={} refcount={} active={}", self.state, self.refcount, self.active)
     }
 }
 
@@ -117,7 +150,7 @@ mod tests {
 
     #[test]
     fn parses_totals_and_devices() {
-        let s = Stats::parse(b"live 2\nregistered 2\nreleased 0\nleaked 0\nbugs 0\nhandles 1\nactive 1\nseqnum 4\ndevice root/testbus state=registered refcount=1 active=0 generation=1\ndevice root/testbus/t state=dying refcount=1 active=1 generation=5\n").unwrap();
+        let s = Stats::parse(b"live 2\nregistered 2\ncreated 2\nreleased 0\nleaked 0\nbugs 0\nhandles 1\nactive 1\nseqnum 4\ndevice root/testbus state=registered refcount=1 active=0 generation=1\ndevice root/testbus/t state=dying refcount=1 active=1 generation=5\n").unwrap();
         assert_eq!((s.live(), s.handles(), s.active()), (2, 1, 1));
         assert_eq!(
             s.devices["root/testbus/t"],
@@ -125,6 +158,59 @@ mod tests {
         );
         let err = s.check_baseline(&s).unwrap_err().to_string();
         assert!(err.contains("active"), "{err}");
+    }
+
+    const BASE: &str = "live 2\nregistered 2\ncreated 5\nreleased 3\nleaked 0\nbugs 0\nhandles 0\nactive 0\n\
+                        device root/testbus state=registered refcount=2 active=0 generation=1\n\
+                        device root/testbus/t state=registered refcount=1 active=0 generation=5\n";
+
+    fn changed(from: &str, to: &str) -> Stats {
+        assert!(BASE.contains(from), "{from}");
+        Stats::parse(BASE.replacen(from, to, 1).as_bytes()).unwrap()
+    }
+
+    fn baseline_error(now: &Stats) -> String {
+        now.check_baseline(&Stats::parse(BASE.as_bytes()).unwrap()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn back_at_the_baseline_after_creating_and_releasing() {
+        let base = Stats::parse(BASE.as_bytes()).unwrap();
+        // Ten objects made and freed since, and t re-created (new generation).
+        let text =
+            BASE.replace("created 5\nreleased 3", "created 15\nreleased 13").replace("generation=5", "generation=14");
+        let later = Stats::parse(text.as_bytes()).unwrap();
+        assert_ne!(later, base);
+        later.check_baseline(&base).unwrap();
+    }
+
+    #[test]
+    fn a_device_that_differs_from_the_baseline_is_named_with_its_field() {
+        let err = baseline_error(&changed("refcount=2", "refcount=3"));
+        assert!(err.contains("root/testbus refcount: 3, baseline 2"), "{err}");
+        let err = baseline_error(&changed("t state=registered", "t state=dying"));
+        assert!(err.contains("root/testbus/t state: dying, baseline registered"), "{err}");
+        let err = baseline_error(&changed(
+            "t state=registered refcount=1 active=0",
+            "t state=registered refcount=1 active=1",
+        ));
+        assert!(err.contains("root/testbus/t active: 1, baseline 0"), "{err}");
+        let err =
+            baseline_error(&changed("device root/testbus/t state=registered refcount=1 active=0 generation=5\n", ""));
+        assert!(err.contains("root/testbus/t was released"), "{err}");
+        let extra =
+            changed("active 0\n", "active 0\ndevice root/testbus/u state=deleted refcount=1 active=0 generation=9\n");
+        let err = baseline_error(&extra);
+        assert!(err.contains("root/testbus/u is new since the baseline"), "{err}");
+    }
+
+    #[test]
+    fn released_is_compared_as_a_delta() {
+        // Two objects created, one released: one is still around somewhere.
+        let err = baseline_error(&changed("created 5\nreleased 3", "created 7\nreleased 4"));
+        assert!(err.contains("released: 1 objects released since the baseline, but 2 created"), "{err}");
+        let err = baseline_error(&changed("live 2", "live 3"));
+        assert!(err.contains("3 live objects, baseline 2"), "{err}");
     }
 
     #[test]

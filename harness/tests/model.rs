@@ -37,6 +37,16 @@ async fn parent_removal_is_depth_first_q35() -> Result<()> {
 }
 
 #[tokio::test]
+async fn child_reference_pins_parent_pc() -> Result<()> {
+    common::scenario("pc", "testbus-child-pins-parent").await
+}
+
+#[tokio::test]
+async fn child_reference_pins_parent_q35() -> Result<()> {
+    common::scenario("q35", "testbus-child-pins-parent").await
+}
+
+#[tokio::test]
 async fn store_that_removes_its_own_device_pc() -> Result<()> {
     common::scenario("pc", "testbus-store-removes-self").await
 }

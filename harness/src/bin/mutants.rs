@@ -13,8 +13,8 @@ use harness::{matrix, mutants};
 #[derive(Parser)]
 #[command(name = "mutants", about = "Run the matrix once per planted guest bug; print the kill table")]
 struct Cli {
-    /// The matrix file whose cells are run.
-    #[arg(long, default_value = "matrix.toml")]
+    /// The matrix file whose cells are run (`matrix.toml` for all of them).
+    #[arg(long, default_value = "mutants.toml")]
     file: PathBuf,
     /// Cells run at once (default: the number of CPUs).
     #[arg(long)]

@@ -77,6 +77,12 @@ pub fn all() -> Vec<Scenario> {
             run: |vm| Box::pin(model::parent_removal_is_depth_first(vm)),
         },
         Scenario {
+            name: "testbus-child-pins-parent",
+            summary: "a removed parent stays unreleased while a driver references its child",
+            profiles: ALL_PROFILES,
+            run: |vm| Box::pin(model::child_reference_pins_parent(vm)),
+        },
+        Scenario {
             name: "testbus-store-removes-self",
             summary: "a store() that unregisters its own device does not deadlock",
             needs: NOTHING,

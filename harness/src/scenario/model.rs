@@ -147,3 +147,33 @@ pub async fn unbind_and_rebind(vm: &mut Vm) -> Result<Goldens> {
     ensure!(uevents_since(vm, cursor) == pairs(&[("unbind", "root/testbus/d1"), ("bind", "root/testbus/d1")]));
     Ok(Goldens::new())
 }
+
+/// A child a driver still references keeps its removed parent's object
+/// alive: the parent is released only after the child, however early the
+/// parent was unregistered.
+pub async fn child_reference_pins_parent(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let (parent, child) = ("root/testbus/holder", "root/testbus/holder/kept");
+    vm.call("testdev add holder").await?;
+    vm.call("testdev add kept holder").await?;
+    vm.call(&format!("devref get {child}")).await?;
+    vm.call("testdev del holder").await?;
+    let stats = vm.stats().await?;
+    let (p, c) = (stats.device(parent)?, stats.device(child)?);
+    ensure!(
+        c.state == "deleted" && c.refcount == 1,
+        "the referenced child must be deleted but alive, holding only our reference: {c:?}"
+    );
+    ensure!(
+        p.state == "deleted" && p.refcount == 1,
+        "the removed parent must stay unreleased, pinned by its child's reference alone: {p:?}"
+    );
+    vm.call(&format!("devref put {child}")).await?;
+    let stats = vm.stats().await?;
+    ensure!(
+        !stats.devices.contains_key(child) && !stats.devices.contains_key(parent),
+        "the child's release must release the parent too: {stats:?}"
+    );
+    stats.check_baseline(&baseline)?;
+    Ok(Goldens::new())
+}

@@ -56,6 +56,9 @@ impl Core {
         let _ = writeln!(out, "live {}", t.live);
         let _ = writeln!(out, "registered {}", t.registered);
         let _ = writeln!(out, "released {}", t.released);
+        // Every object ever created: with `released`, a checker can tell
+        // that everything made since a baseline was also freed.
+        let _ = writeln!(out, "created {}", self.device_ids().count());
         let _ = writeln!(out, "leaked {}", t.leaked);
         let _ = writeln!(out, "bugs {}", t.bugs);
         let _ = writeln!(out, "handles {}", t.handles);

@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 use super::{NodeId, NodeKind};
 use crate::base::{CoreRef, DeviceId, StoreEffect, device_unregister};
 use crate::errno::Errno;
-use crate::fault::{self, Fault};
 use crate::executor::wait_until;
+use crate::fault::{self, Fault};
 
 /// Take the active reference for one operation on the handle's node.
 fn begin(core: &CoreRef, handle: u32) -> Result<(NodeId, DeviceId, bool, String), Errno> {

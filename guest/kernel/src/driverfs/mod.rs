@@ -283,7 +283,8 @@ impl Driverfs {
     /// `lookup`, optionally also finding deactivated (dying) nodes that are
     /// still linked: only [`Fault::OpenOnDying`] asks for that.
     fn lookup_in(&self, path: &str, dying_too: bool) -> Result<NodeId, Errno> {
-        let usable = |node| if dying_too { self.node(node).is_some_and(|n| n.linked) } else { self.is_active_node(node) };
+        let usable =
+            |node| if dying_too { self.node(node).is_some_and(|n| n.linked) } else { self.is_active_node(node) };
         if path.len() > MAX_PATH {
             return Err(Errno::EINVAL);
         }
