@@ -21,7 +21,7 @@ fn image(recipe: &images::CdRecipe) -> std::path::PathBuf {
 /// The disk shows what its recipe wrote: the guest read sector 0 through
 /// the bus and parsed the MBR.
 pub async fn disk_matches_recipe(vm: &mut Vm) -> Result<Goldens> {
-    let snapshot = vm.snapshot().await?;
+    let snapshot = vm.checked_snapshot().await?;
     let value = |attr: &str| snapshot.value(&format!("{DISK_PATH}/{attr}")).map(str::to_string);
     ensure!(value("capacity") == Some(DISK.sectors.to_string()), "capacity {:?}", value("capacity"));
     ensure!(value("signature") == Some(format!("{:#010x}", DISK.signature)), "signature {:?}", value("signature"));
@@ -128,7 +128,7 @@ pub async fn new_medium_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
         })
         .await?;
     ensure!(stats.device(&disc)?.refcount == 1 && stats.device(&disc)?.generation == generation, "{stats:?}");
-    let snapshot = vm.snapshot().await?;
+    let snapshot = vm.checked_snapshot().await?;
     ensure!(snapshot.get(&disc).is_none(), "a new disc was registered while the old one was still referenced");
     ensure!(
         !vm.control.uevents()[ucursor..].iter().any(|u| u.action == "change"),
@@ -165,7 +165,7 @@ pub async fn fifty_changes(vm: &mut Vm) -> Result<Goldens> {
 /// IDE is cold-plug only: QEMU refuses device_add and device_del on its
 /// buses with its own text, and the VM carries on.
 pub async fn refusals(vm: &mut Vm) -> Result<Goldens> {
-    let before = vm.snapshot().await?;
+    let before = vm.checked_snapshot().await?;
     let add = vm.device_add(&crate::hotplug::Plug::new("ide-cd", "cd9").bus("ide.0").prop("unit", 1)).await;
     ensure!(add.as_ref().is_err_and(|e| e.to_string().contains("Bus 'ide.0' does not support hotplugging")), "{add:?}");
     for (id, bus) in [("hd0", "ide.0"), ("cd0", "ide.1")] {
@@ -175,7 +175,7 @@ pub async fn refusals(vm: &mut Vm) -> Result<Goldens> {
             "{del:?}"
         );
     }
-    ensure!(vm.snapshot().await? == before, "a refused hot-plug changed the guest's tree");
+    ensure!(vm.checked_snapshot().await? == before, "a refused hot-plug changed the guest's tree");
     vm.change_media(CD, &image(&CD_ALPHA)).await?;
     vm.check_media().await?;
     vm.eject(CD, false).await?;
@@ -208,17 +208,17 @@ pub async fn locked_tray(vm: &mut Vm) -> Result<Goldens> {
 /// an old drive object, binding the driver again reports busy instead of
 /// reusing the slot; after release it succeeds with new objects.
 pub async fn rebind_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
-    let boot = vm.snapshot().await?;
+    let boot = vm.checked_snapshot().await?;
     let generation = vm.stats().await?.device(DISK_PATH)?.generation;
     vm.call(&format!("devref get {DISK_PATH}")).await?;
     vm.call("unbind pci 00:01.1 piix-ide").await?;
-    ensure!(vm.snapshot().await?.get(DISK_PATH).is_none(), "drives must go with the driver");
+    ensure!(vm.checked_snapshot().await?.get(DISK_PATH).is_none(), "drives must go with the driver");
     ensure!(vm.expect_errno("bind pci 00:01.1 piix-ide").await? == "EBUSY", "a static slot was reused before release");
     vm.call(&format!("devref put {DISK_PATH}")).await?;
     vm.call("bind pci 00:01.1 piix-ide").await?;
     let stats = vm.stats().await?;
     ensure!(stats.device(DISK_PATH)?.generation > generation && stats.leaked() == 0, "{stats:?}");
-    ensure!(vm.snapshot().await? == boot, "after rebind the tree must be the boot tree again");
+    ensure!(vm.checked_snapshot().await? == boot, "after rebind the tree must be the boot tree again");
     vm.check_media().await?;
     Ok(Goldens::new())
 }

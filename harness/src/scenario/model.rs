@@ -95,7 +95,7 @@ pub async fn parent_removal_is_depth_first(vm: &mut Vm) -> Result<Goldens> {
     vm.call("testdev add parent").await?;
     vm.call("testdev add child parent").await?;
     vm.call("testdev add grandchild child").await?;
-    let tree = vm.snapshot().await?;
+    let tree = vm.checked_snapshot().await?;
     goldens.push("testbus_tree", tree.subtree("root/testbus").render());
     let cursor = vm.control.uevent_cursor();
     vm.call("testdev del parent").await?;
@@ -135,13 +135,13 @@ pub async fn unbind_and_rebind(vm: &mut Vm) -> Result<Goldens> {
     vm.call("testdev add d1").await?;
     let cursor = vm.control.uevent_cursor();
     vm.call("unbind testbus d1 testdrv").await?;
-    let unbound = vm.snapshot().await?;
+    let unbound = vm.checked_snapshot().await?;
     ensure!(unbound.value("root/testbus/d1/bound") == Some("0"));
     ensure!(unbound.get("root/testbus/d1/driver").is_none() && unbound.get("bus/testbus/drivers/testdrv/d1").is_none());
     ensure!(vm.expect_errno("unbind testbus d1 testdrv").await? == "ENODEV", "unbinding an unbound device");
     vm.call("bind testbus d1 testdrv").await?;
     ensure!(vm.expect_errno("bind testbus d1 testdrv").await? == "EBUSY", "binding a bound device");
-    let bound = vm.snapshot().await?;
+    let bound = vm.checked_snapshot().await?;
     ensure!(bound.value("root/testbus/d1/bound") == Some("1"));
     ensure!(bound.get("root/testbus/d1/driver").is_some() && bound.get("bus/testbus/drivers/testdrv/d1").is_some());
     ensure!(uevents_since(vm, cursor) == pairs(&[("unbind", "root/testbus/d1"), ("bind", "root/testbus/d1")]));
