@@ -177,14 +177,17 @@ pub fn snapshot_pci_functions(snapshot: &Snapshot) -> BTreeMap<String, String> {
     out
 }
 
+/// An inclusive address range; `None` where the guest says unassigned/none.
+type Range = Option<(u64, u64)>;
+
 /// A function's `resource` attribute, parsed.
 #[derive(Debug, Default)]
 struct GuestResources {
     /// label → (kind, range; `None` when unassigned), in the guest's order.
-    bars: Vec<(String, String, Option<(u64, u64)>)>,
+    bars: Vec<(String, String, Range)>,
     buses: Option<String>,
     /// kind (io, mem, pref) → range (`None`: `none`).
-    windows: BTreeMap<String, Option<(u64, u64)>>,
+    windows: BTreeMap<String, Range>,
     unparsed: Vec<String>,
 }
 
