@@ -56,13 +56,13 @@ impl Core {
         let _ = writeln!(out, "live {}", t.live);
         let _ = writeln!(out, "registered {}", t.registered);
         let _ = writeln!(out, "released {}", t.released);
-        // Every object ever created: with `released`, a checker can tell
-        // that everything made since a baseline was also freed.
-        let _ = writeln!(out, "created {}", self.device_ids().count());
         let _ = writeln!(out, "leaked {}", t.leaked);
         let _ = writeln!(out, "bugs {}", t.bugs);
         let _ = writeln!(out, "handles {}", t.handles);
         let _ = writeln!(out, "active {}", t.active);
+        // Every object ever created: with `released`, a checker can tell
+        // that everything made since a baseline was also freed.
+        let _ = writeln!(out, "created {}", self.device_ids().count());
         let _ = writeln!(out, "seqnum {}", self.seqnum);
         // Not the driver core's, but this is where counters are read.
         let _ = writeln!(out, "console_dropped {}", crate::console::dropped_bytes());

@@ -142,7 +142,7 @@ pub(crate) fn generation(stats: &str, path: &str) -> u64 {
 pub(crate) fn baseline(stats: &str) -> String {
     stats
         .lines()
-        .filter(|l| !l.starts_with("released ") && !l.starts_with("seqnum "))
+        .filter(|l| !["released ", "created ", "seqnum "].iter().any(|counter| l.starts_with(counter)))
         .map(|l| format!("{l}\n"))
         .collect()
 }

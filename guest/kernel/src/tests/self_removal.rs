@@ -16,7 +16,7 @@ fn stats_without_history(fx: &Fixture) -> Vec<String> {
         .borrow()
         .render_stats()
         .lines()
-        .filter(|l| !l.starts_with("released ") && !l.starts_with("seqnum "))
+        .filter(|l| !["released ", "created ", "seqnum "].iter().any(|counter| l.starts_with(counter)))
         .map(String::from)
         .collect()
 }
