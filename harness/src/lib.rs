@@ -22,6 +22,7 @@ pub mod driverfs;
 pub mod golden;
 pub mod guest;
 pub mod hotplug;
+pub mod limits;
 pub mod matrix;
 pub mod media;
 pub mod mutants;

@@ -88,7 +88,16 @@ pub struct Qmp {
 
 impl Qmp {
     /// Connect to QEMU's QMP socket, read the greeting and negotiate.
-    pub async fn connect(path: &Path, transcript: Transcript, command_timeout: Duration) -> Result<Qmp> {
+    /// Events are kept up to `event_bytes` of their JSON text
+    /// ([`crate::limits::Limits::qmp_event_bytes`]): the guest can make QEMU
+    /// emit some (DEVICE_TRAY_MOVED) at will. Beyond that the connection
+    /// fails with an error that names the limit.
+    pub async fn connect(
+        path: &Path,
+        transcript: Transcript,
+        command_timeout: Duration,
+        event_bytes: usize,
+    ) -> Result<Qmp> {
         let stream =
             UnixStream::connect(path).await.with_context(|| format!("connecting to QMP at {}", path.display()))?;
         let (read, write) = stream.into_split();
@@ -104,7 +113,7 @@ impl Qmp {
         }
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared { pending: Pending::default(), events: Mutex::new(Vec::new()), changed });
-        tokio::spawn(read_loop(reader, Arc::clone(&shared), transcript.clone()));
+        tokio::spawn(read_loop(reader, Arc::clone(&shared), transcript.clone(), event_bytes));
         let qmp = Qmp {
             writer: Arc::new(tokio::sync::Mutex::new(write)),
             shared,
@@ -222,7 +231,13 @@ async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, l
     Ok(line.len())
 }
 
-async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, shared: Arc<Shared>, transcript: Transcript) {
+async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(
+    mut reader: R,
+    shared: Arc<Shared>,
+    transcript: Transcript,
+    event_bytes_limit: usize,
+) {
+    let mut event_bytes = 0;
     let reason = loop {
         let mut line = String::new();
         if let Err(e) = read_bounded_line(&mut reader, &mut line).await {
@@ -234,6 +249,15 @@ async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, shared: Ar
             Err(e) => break format!("QEMU sent something that is not JSON ({e})"),
         };
         if let Some(name) = message.get("event").and_then(Value::as_str) {
+            event_bytes += line.len();
+            if event_bytes > event_bytes_limit {
+                let kept = shared.events.lock().unwrap().len();
+                break format!(
+                    "QEMU sent more than {} of events ({kept} kept; the guest can make it emit some at will); \
+                     the harness stopped reading QMP (limit: Limits::qmp_event_bytes)",
+                    crate::limits::bytes(event_bytes_limit as u64)
+                );
+            }
             let timestamp = message
                 .get("timestamp")
                 .map(|t| {

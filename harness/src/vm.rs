@@ -20,6 +20,7 @@ use crate::artifacts::Artifacts;
 use crate::control::client::Received;
 use crate::control::{Control, ControlError, PendingReply};
 use crate::driverfs::Snapshot;
+use crate::limits::{self, Limits};
 use crate::profile::Profile;
 use crate::qemu::{self, Accel, Firmware, GuestExit, LaunchSpec};
 use crate::qmp::{Event, Qmp, QmpError};
@@ -78,6 +79,8 @@ pub struct VmConfig {
     /// stalls after a few hundred bytes. For testing that a stalled console
     /// never stops the guest; there is no console log then.
     pub console_unread: bool,
+    /// Bounds on what the guest can make the harness hold.
+    pub limits: Limits,
 }
 
 impl VmConfig {
@@ -100,6 +103,7 @@ impl VmConfig {
             kernel: None,
             quiet: false,
             console_unread: false,
+            limits: Limits::default(),
         })
     }
 }
@@ -236,7 +240,8 @@ impl Vm {
         });
 
         let transcript = |file: &str| match &artifacts {
-            Some(a) => Transcript::create(&a.path(file)).unwrap_or_else(|_| Transcript::discard()),
+            Some(a) => Transcript::create_bounded(&a.path(file), config.limits.transcript_bytes)
+                .unwrap_or_else(|_| Transcript::discard()),
             None => Transcript::discard(),
         };
         let t = config.timeouts;
@@ -259,12 +264,21 @@ impl Vm {
             })
             .await?;
         let qmp = starting
-            .within("the QMP greeting", t.qemu_start, Qmp::connect(&qmp_socket, transcript("qmp.log"), t.request))
+            .within(
+                "the QMP greeting",
+                t.qemu_start,
+                Qmp::connect(&qmp_socket, transcript("qmp.log"), t.request, config.limits.qmp_event_bytes),
+            )
             .await?;
-        let control =
-            Control::connect(&control_socket, transcript("control.log"), transcript("uevents.log"), t.request)
-                .await
-                .context("connecting to the control channel")?;
+        let control = Control::connect(
+            &control_socket,
+            transcript("control.log"),
+            transcript("uevents.log"),
+            t.request,
+            config.limits,
+        )
+        .await
+        .context("connecting to the control channel")?;
         starting.control = Some(control.clone());
         // Connected before `cont`: QEMU drops serial output with no client.
         let console_unread = match &console_socket {
@@ -526,7 +540,7 @@ impl Vm {
         if ended != GuestExit::PowerOff {
             return Err(self.enrich(anyhow!("expected a clean power-off, but {ended}")));
         }
-        let bugs = self.control.bugs();
+        let bugs = self.control.bugs_for_error();
         if !bugs.is_empty() {
             return Err(self.enrich(anyhow!("the guest reported BUGs: {bugs:?}")));
         }
@@ -629,7 +643,7 @@ impl Waiter {
     fn enrich(&self, error: anyhow::Error) -> anyhow::Error {
         let already = format!("{error:#}");
         let mut context = String::new();
-        for bug in self.control.bugs().iter().filter(|b| !already.contains(b.as_str())) {
+        for bug in self.control.bugs_for_error().iter().filter(|b| !already.contains(b.as_str())) {
             context.push_str(&format!("\n  guest: {bug}"));
         }
         if let Some(dir) = &self.artifacts_dir {
@@ -714,14 +728,15 @@ impl Starting {
     /// QEMU's stderr and the tail of the guest console, for error messages.
     fn last_words(&self) -> String {
         let mut out = String::new();
-        for bug in self.control.as_ref().map(Control::bugs).unwrap_or_default() {
+        for bug in self.control.as_ref().map(Control::bugs_for_error).unwrap_or_default() {
             out.push_str(&format!("\n  guest: {bug}"));
         }
         let stderr = self.stderr.lock().unwrap().clone();
         if !stderr.trim().is_empty() {
             out.push_str(&format!("\n  QEMU stderr: {}", stderr.trim()));
         }
-        let console = std::fs::read_to_string(&self.console_log).unwrap_or_default();
+        // Only the end of the file is read: the guest can make it huge.
+        let console = limits::file_tail(&self.console_log, limits::CONSOLE_TAIL_BYTES);
         let tail: Vec<&str> = console.lines().rev().take(15).collect();
         if !tail.is_empty() {
             out.push_str("\n  guest console (last lines):");

@@ -14,6 +14,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::frame::{Decoder, Frame, ProtocolError, Uevent};
+use crate::limits::{self, Limits};
 use crate::pending::{Pending, Reply};
 use crate::transcript::Transcript;
 
@@ -21,9 +22,6 @@ use crate::transcript::Transcript;
 pub const MAX_REQUEST: usize = 4096;
 /// Room kept for the tag and its space.
 const TAG_ROOM: usize = 24;
-/// Most uevents kept: far beyond any scenario, and a bound on what a guest
-/// gone wild can make the harness hold.
-pub const MAX_UEVENTS: usize = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlError {
@@ -74,14 +72,80 @@ pub struct Received<T> {
     pub item: T,
 }
 
+/// What the guest said besides replies, bounded in bytes ([`Limits`]).
 #[derive(Default)]
 struct Log {
+    limits: Limits,
     uevents: Vec<Received<Uevent>>,
+    uevent_bytes: usize,
     /// Other `* ...` lines (e.g. `hotplug eject 00:05`), in order.
     notices: Vec<Received<String>>,
+    notice_bytes: usize,
     bugs: Vec<String>,
+    bug_bytes: usize,
+    /// `* bug` lines beyond the limits: counted, not kept.
+    bugs_cut: usize,
+    bug_bytes_cut: usize,
     /// Tags whose reply has arrived.
     answered: HashSet<String>,
+}
+
+impl Log {
+    /// Keep a uevent, or say why the channel must stop.
+    fn add_uevent(&mut self, item: Received<Uevent>) -> Result<(), ControlError> {
+        let u = &item.item;
+        let size = u.action.len() + u.devpath.len() + u.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+        if self.uevent_bytes + size > self.limits.uevent_bytes {
+            return Err(ControlError::Closed(format!(
+                "the guest sent more than {} of uevents ({} uevents kept); the harness stopped reading it \
+                 (limit: Limits::uevent_bytes)",
+                limits::bytes(self.limits.uevent_bytes as u64),
+                self.uevents.len()
+            )));
+        }
+        self.uevent_bytes += size;
+        self.uevents.push(item);
+        Ok(())
+    }
+
+    fn add_notice(&mut self, item: Received<String>) -> Result<(), ControlError> {
+        if self.notice_bytes + item.item.len() > self.limits.notice_bytes {
+            return Err(ControlError::Closed(format!(
+                "the guest sent more than {} of notice lines ({} kept); the harness stopped reading it \
+                 (limit: Limits::notice_bytes)",
+                limits::bytes(self.limits.notice_bytes as u64),
+                self.notices.len()
+            )));
+        }
+        self.notice_bytes += item.item.len();
+        self.notices.push(item);
+        Ok(())
+    }
+
+    /// Keep a `* bug` line if there is room; count it otherwise. Never fatal:
+    /// the guest stops by itself after a BUG, and its exit says the rest.
+    /// Answers whether it was kept.
+    fn add_bug(&mut self, text: String) -> bool {
+        if self.bugs.len() >= self.limits.bugs_kept || self.bug_bytes + text.len() > self.limits.bug_bytes {
+            self.bugs_cut += 1;
+            self.bug_bytes_cut += text.len();
+            return false;
+        }
+        self.bug_bytes += text.len();
+        self.bugs.push(text);
+        true
+    }
+
+    /// The note that stands for the `* bug` lines not kept.
+    fn bugs_cut_note(&self) -> Option<String> {
+        (self.bugs_cut > 0).then(|| {
+            format!(
+                "... and {} more `* bug` lines ({}) not kept (limits: Limits::bugs_kept, Limits::bug_bytes)",
+                self.bugs_cut,
+                limits::bytes(self.bug_bytes_cut as u64)
+            )
+        })
+    }
 }
 
 struct Shared {
@@ -143,12 +207,18 @@ impl Control {
         transcript: Transcript,
         uevent_log: Transcript,
         request_timeout: Duration,
+        limits: Limits,
     ) -> std::io::Result<Control> {
         let stream = UnixStream::connect(path).await?;
         let (read, write) = stream.into_split();
         let (changed, _) = watch::channel(0);
         let (paused, _) = watch::channel(false);
-        let shared = Arc::new(Shared { pending: Pending::default(), log: Mutex::new(Log::default()), changed, paused });
+        let shared = Arc::new(Shared {
+            pending: Pending::default(),
+            log: Mutex::new(Log { limits, ..Log::default() }),
+            changed,
+            paused,
+        });
         tokio::spawn(read_loop(read, Arc::clone(&shared), transcript.clone(), uevent_log));
         Ok(Control {
             writer: Arc::new(tokio::sync::Mutex::new(write)),
@@ -260,9 +330,23 @@ impl Control {
         }
     }
 
-    /// `* bug` lines received so far (BUGs and panics).
+    /// `* bug` lines received so far (BUGs and panics), as many as the
+    /// limits keep, then one line saying how many more were not kept.
     pub fn bugs(&self) -> Vec<String> {
-        self.shared.log.lock().unwrap().bugs.clone()
+        let log = self.shared.log.lock().unwrap();
+        log.bugs.iter().cloned().chain(log.bugs_cut_note()).collect()
+    }
+
+    /// The `* bug` lines for an error message: at most
+    /// [`limits::BUGS_QUOTED`], then how many more there are.
+    pub fn bugs_for_error(&self) -> Vec<String> {
+        let log = self.shared.log.lock().unwrap();
+        let mut out: Vec<String> = log.bugs.iter().take(limits::BUGS_QUOTED).cloned().collect();
+        let more = log.bugs.len().saturating_sub(limits::BUGS_QUOTED) + log.bugs_cut;
+        if more > 0 {
+            out.push(format!("... and {more} more `* bug` lines (in the control transcript)"));
+        }
+        out
     }
 
     /// Stop (true) or resume (false) reading the channel, as a slow reader
@@ -313,7 +397,9 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, transcript: Tra
             let at = Instant::now();
             match frame {
                 Frame::Ok { tag, payload } => {
-                    transcript.line("<-", &format!("{tag} ok {} {}", payload.len(), String::from_utf8_lossy(&payload)));
+                    // Only the head of a big payload is worth converting.
+                    let head = &payload[..payload.len().min(limits::TRANSCRIPT_ENTRY_BYTES + 1)];
+                    transcript.line("<-", &format!("{tag} ok {} {}", payload.len(), String::from_utf8_lossy(head)));
                     if let Err(e) = reply(&shared, &tag, Ok(payload)) {
                         break 'outer e;
                     }
@@ -326,24 +412,28 @@ async fn read_loop(mut read: OwnedReadHalf, shared: Arc<Shared>, transcript: Tra
                 }
                 Frame::Uevent(u) => {
                     transcript.line("<-", &format!("* uevent {u}"));
-                    let mut log = shared.log.lock().unwrap();
-                    if log.uevents.len() >= MAX_UEVENTS {
-                        break 'outer ControlError::Closed(format!("the guest sent more than {MAX_UEVENTS} uevents"));
+                    let line = u.to_string();
+                    if let Err(e) = shared.log.lock().unwrap().add_uevent(Received { frame: frame_index, at, item: u })
+                    {
+                        uevent_log.line("--", &e.to_string());
+                        break 'outer e;
                     }
-                    uevent_log.line("", &u.to_string());
-                    log.uevents.push(Received { frame: frame_index, at, item: u });
+                    uevent_log.line("", &line);
                 }
                 Frame::Bug(text) => {
                     transcript.line("<-", &format!("* bug {text}"));
-                    shared.log.lock().unwrap().bugs.push(text);
+                    let mut log = shared.log.lock().unwrap();
+                    if !log.add_bug(text) && log.bugs_cut == 1 {
+                        transcript.line("--", "later `* bug` lines are not kept in memory (Limits::bugs_kept)");
+                    }
                 }
                 Frame::Async(line) => {
                     transcript.line("<-", &format!("* {line}"));
-                    let mut log = shared.log.lock().unwrap();
-                    if log.notices.len() >= MAX_UEVENTS {
-                        break 'outer ControlError::Closed(format!("the guest sent more than {MAX_UEVENTS} notices"));
+                    if let Err(e) =
+                        shared.log.lock().unwrap().add_notice(Received { frame: frame_index, at, item: line })
+                    {
+                        break 'outer e;
                     }
-                    log.notices.push(Received { frame: frame_index, at, item: line });
                 }
             }
             shared.changed.send_modify(|n| *n += 1);

@@ -117,54 +117,86 @@ enum State {
 
 /// Incremental decoder: `push` bytes, then take frames with `next_frame`.
 /// After the first error the stream is unusable and the caller stops.
+///
+/// The cost is linear in the bytes pushed, whatever their shape: frames are
+/// taken from a read offset (`start`), never by draining the front of the
+/// buffer per line, and the consumed front is dropped only once it is at
+/// least half the buffer. A newline search resumes where the last one
+/// stopped (`scanned`).
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Bytes of `buf` before this are consumed.
+    start: usize,
+    /// Bytes of `buf` from `start` up to here hold no newline (line state).
+    scanned: usize,
     state: State,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
-        Decoder { buf: Vec::new(), state: State::Line }
+        Decoder { buf: Vec::new(), start: 0, scanned: 0, state: State::Line }
     }
 }
 
 impl Decoder {
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received and not yet consumed by a frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Consume `len` bytes from the read offset.
+    fn take(&mut self, len: usize) -> &[u8] {
+        let at = self.start;
+        self.start += len;
+        self.scanned = self.scanned.max(self.start);
+        &self.buf[at..at + len]
     }
 
     /// The next complete frame, `None` if more bytes are needed.
     pub fn next_frame(&mut self) -> Option<Result<Frame, ProtocolError>> {
         loop {
             match &self.state {
-                State::Payload { tag, len } => {
-                    if self.buf.len() < *len {
+                State::Payload { len, .. } => {
+                    let len = *len;
+                    if self.buffered() < len {
                         return None;
                     }
-                    let payload: Vec<u8> = self.buf.drain(..*len).collect();
-                    let tag = tag.clone();
-                    self.state = State::Line;
+                    let State::Payload { tag, .. } = std::mem::replace(&mut self.state, State::Line) else {
+                        unreachable!()
+                    };
+                    let payload = self.take(len).to_vec();
                     return Some(Ok(Frame::Ok { tag, payload }));
                 }
                 State::Line => {
-                    let Some(end) = self.buf.iter().position(|b| *b == b'\n') else {
-                        if self.buf.len() > MAX_LINE {
+                    let from = self.scanned.max(self.start);
+                    let Some(offset) = self.buf[from..].iter().position(|b| *b == b'\n') else {
+                        self.scanned = self.buf.len();
+                        if self.buffered() > MAX_LINE {
                             return Some(Err(ProtocolError::LineTooLong { limit: MAX_LINE }));
                         }
                         return None;
                     };
+                    let end = from + offset - self.start;
                     if end > MAX_LINE {
                         return Some(Err(ProtocolError::LineTooLong { limit: MAX_LINE }));
                     }
-                    let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                    line.pop();
+                    let mut line = &self.take(end + 1)[..end];
                     if line.last() == Some(&b'\r') {
-                        line.pop();
+                        line = &line[..line.len() - 1];
                     }
                     if line.is_empty() {
                         continue;
                     }
-                    let line = match String::from_utf8(line) {
+                    let line = match String::from_utf8(line.to_vec()) {
                         Ok(l) => l,
                         Err(e) => return Some(Err(ProtocolError::NonUtf8 { bytes: e.into_bytes() })),
                     };
@@ -212,9 +244,9 @@ impl Decoder {
     /// Call at end of stream: an unfinished payload or line is an error.
     pub fn finish(&self) -> Result<(), ProtocolError> {
         match &self.state {
-            State::Payload { len, .. } => Err(ProtocolError::Truncated { expected: *len, got: self.buf.len() }),
-            State::Line if !self.buf.is_empty() => {
-                Err(ProtocolError::Truncated { expected: self.buf.len() + 1, got: self.buf.len() })
+            State::Payload { len, .. } => Err(ProtocolError::Truncated { expected: *len, got: self.buffered() }),
+            State::Line if self.buffered() > 0 => {
+                Err(ProtocolError::Truncated { expected: self.buffered() + 1, got: self.buffered() })
             }
             State::Line => Ok(()),
         }
@@ -331,5 +363,42 @@ mod tests {
     #[test]
     fn unknown_async_lines_are_kept_not_fatal() {
         assert_eq!(decode_all(b"* future thing\n"), vec![Ok(Frame::Async("future thing".into()))]);
+    }
+
+    /// A flood of the shortest lines and frames, pushed at once and byte by
+    /// byte: every frame comes out, and the buffer never holds more than
+    /// what is unconsumed plus as much again (no quadratic front-draining:
+    /// a million lines would take hours with it).
+    #[test]
+    fn a_flood_of_short_lines_decodes_in_linear_time_and_bounded_memory() {
+        let mut input = Vec::new();
+        for i in 0..200_000 {
+            input.extend_from_slice(b"\n\r\n");
+            input.extend_from_slice(format!("* n{i}\n").as_bytes());
+        }
+        input.extend_from_slice(b"1 ok 2\nab");
+        let mut d = Decoder::default();
+        d.push(&input);
+        let mut frames = 0;
+        while let Some(f) = d.next_frame() {
+            f.unwrap();
+            frames += 1;
+        }
+        assert_eq!(frames, 200_001);
+        assert_eq!(d.buffered(), 0);
+
+        let mut d = Decoder::default();
+        let mut frames = 0;
+        let mut peak = 0;
+        for chunk in input.chunks(7) {
+            d.push(chunk);
+            peak = peak.max(d.buf.len());
+            while let Some(f) = d.next_frame() {
+                f.unwrap();
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 200_001);
+        assert!(peak <= 64, "the consumed front is dropped: peak buffer {peak} bytes");
     }
 }
