@@ -25,6 +25,7 @@ pub mod subsystem;
 pub mod system;
 pub mod testbus;
 pub mod uart;
+pub mod usb;
 
 #[cfg(test)]
 mod fake_platform;

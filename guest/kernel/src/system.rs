@@ -16,12 +16,12 @@ use crate::hw::{ExitCode, Platform};
 use crate::klog;
 use crate::subsystem::{Register, Services, Subsystems};
 use crate::uart::{COM1, COM2, LAST_WORDS_TICKS, Uart};
-use crate::{ide, pci, testbus};
+use crate::{ide, pci, testbus, usb};
 
 /// The bus subsystems, in boot order: each registers after the ones whose
 /// buses it uses (`ide` puts its driver on `pci`'s bus). Adding a bus is one
 /// line here; see [`crate::subsystem`].
-pub const SUBSYSTEMS: &[Register] = &[testbus::register, pci::register, ide::register];
+pub const SUBSYSTEMS: &[Register] = &[testbus::register, pci::register, ide::register, usb::register];
 
 /// The booted kernel: the control state over the subsystems, the executor
 /// and the control port.
