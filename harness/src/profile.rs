@@ -45,6 +45,7 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     ("pci-hotplug", "at least three hot-pluggable PCI slots in `pci-slots`"),
     ("ide-disk", "an `ide-hd` device with id hd0 and a guest-path, backed by `disk-image`"),
     ("ide-cd", "an `ide-cd` device with id cd0 and a guest-path"),
+    ("usb-uhci", "a UHCI controller device (`piix3-usb-uhci`, `ich9-usb-uhci1`, ...) with id uhci"),
 ];
 
 /// Slots the PCI scenarios use at most.
@@ -357,6 +358,7 @@ fn build(name: &str, spec: ProfileSpec, origin: &str) -> Result<Profile> {
             "pci-hotplug" => pci_slots.len() >= PCI_SLOTS_NEEDED,
             "ide-disk" => has_drive("hd0", false) && spec.disk_image.is_some(),
             "ide-cd" => has_drive("cd0", true),
+            "usb-uhci" => devices.iter().any(|d| d.id.as_deref() == Some("uhci") && d.driver.contains("uhci")),
             _ => true,
         };
         if !backed {

@@ -515,11 +515,15 @@ impl Vm {
         Ok(crate::checks::flatten_query_pci(&buses))
     }
 
-    /// Take a snapshot and check its PCI part against `query-pci`.
+    /// Take a snapshot and check its PCI part against `query-pci` and its USB
+    /// tree against QEMU's (see [`crate::usb`]).
     pub async fn checked_snapshot(&mut self) -> Result<Snapshot> {
         let snapshot = self.snapshot().await?;
         let qemu = self.query_pci().await?;
         crate::checks::pci_matches_qemu(&snapshot, &qemu)?;
+        let hubs = crate::usb::root_hubs(self, &snapshot).await?;
+        let devices = crate::usb::qemu_usb_devices(self).await?;
+        crate::usb::usb_matches_qemu(&snapshot, &devices, &hubs)?;
         Ok(snapshot)
     }
 

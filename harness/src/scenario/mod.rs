@@ -10,6 +10,7 @@ pub mod boot;
 pub mod ide;
 pub mod model;
 pub mod pci;
+pub mod usb;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +50,7 @@ const PCI_HOTPLUG: &[&str] = &["pci-hotplug"];
 const IDE_DISK: &[&str] = &["ide-disk"];
 const IDE_CD: &[&str] = &["ide-cd"];
 const IDE_DISK_AND_CD: &[&str] = &["ide-disk", "ide-cd"];
+const USB_UHCI: &[&str] = &["usb-uhci"];
 
 pub fn all() -> Vec<Scenario> {
     vec![
@@ -177,6 +179,12 @@ pub fn all() -> Vec<Scenario> {
             summary: "rebinding piix-ide while an old drive is referenced is EBUSY, then works after release",
             needs: IDE_DISK_AND_CD,
             run: |vm| Box::pin(ide::rebind_waits_for_release(vm)),
+        },
+        Scenario {
+            name: "usb-hid",
+            summary: "usb-kbd, usb-mouse, usb-tablet on both root ports and behind a hub: IDs, strings, interfaces",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::hid(vm)),
         },
     ]
 }
