@@ -14,3 +14,53 @@ async fn hid_pc() -> Result<()> {
 async fn hid_q35() -> Result<()> {
     common::scenario("q35", "usb-hid").await
 }
+
+#[tokio::test]
+async fn hub_tree_pc() -> Result<()> {
+    common::scenario("pc", "usb-hub-tree").await
+}
+
+#[tokio::test]
+async fn hub_tree_q35() -> Result<()> {
+    common::scenario("q35", "usb-hub-tree").await
+}
+
+#[tokio::test]
+async fn replug_different_device_pc() -> Result<()> {
+    common::scenario("pc", "usb-replug-different-device").await
+}
+
+#[tokio::test]
+async fn replug_different_device_q35() -> Result<()> {
+    common::scenario("q35", "usb-replug-different-device").await
+}
+
+#[tokio::test]
+async fn port_reuse_stale_handle_pc() -> Result<()> {
+    common::scenario("pc", "usb-port-reuse-stale-handle").await
+}
+
+#[tokio::test]
+async fn port_reuse_stale_handle_q35() -> Result<()> {
+    common::scenario("q35", "usb-port-reuse-stale-handle").await
+}
+
+#[tokio::test]
+async fn fifty_cycles_pc() -> Result<()> {
+    common::scenario("pc", "usb-fifty-cycles").await
+}
+
+#[tokio::test]
+async fn fifty_cycles_q35() -> Result<()> {
+    common::scenario("q35", "usb-fifty-cycles").await
+}
+
+#[tokio::test]
+async fn refusals_pc() -> Result<()> {
+    common::scenario("pc", "usb-refusals").await
+}
+
+#[tokio::test]
+async fn refusals_q35() -> Result<()> {
+    common::scenario("q35", "usb-refusals").await
+}

@@ -186,6 +186,36 @@ pub fn all() -> Vec<Scenario> {
             needs: USB_UHCI,
             run: |vm| Box::pin(usb::hid(vm)),
         },
+        Scenario {
+            name: "usb-hub-tree",
+            summary: "a hub behind a hub with devices on each; removing the middle hub is depth first, nothing leaks",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::hub_tree(vm)),
+        },
+        Scenario {
+            name: "usb-replug-different-device",
+            summary: "device_del + device_add of another model on one port while stopped: old goes, new is found",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::replug_different_device(vm)),
+        },
+        Scenario {
+            name: "usb-port-reuse-stale-handle",
+            summary: "a device on a port whose old device is referenced waits for its release; stale handle ENODEV",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::port_reuse_stale_handle(vm)),
+        },
+        Scenario {
+            name: "usb-fifty-cycles",
+            summary: "50 USB plug/unplug cycles end at the stats baseline, refcounts included",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::fifty_cycles(vm)),
+        },
+        Scenario {
+            name: "usb-refusals",
+            summary: "occupied port, missing port, unknown model: QEMU's text, and the VM keeps working",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::refusals(vm)),
+        },
     ]
 }
 

@@ -58,3 +58,186 @@ pub async fn hid(vm: &mut Vm) -> Result<Goldens> {
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(goldens)
 }
+
+/// The `remove` uevents since `cursor` below (and including) `top`, in the
+/// order the guest sent them, as devpaths relative to `base`.
+fn removes_below(vm: &Vm, cursor: usize, top: &str, base: &str) -> Vec<String> {
+    let below = format!("{top}/");
+    vm.control
+        .uevents()
+        .into_iter()
+        .skip(cursor)
+        .filter(|u| u.action == "remove" && (u.devpath == top || u.devpath.starts_with(&below)))
+        .map(|u| u.devpath.strip_prefix(base).unwrap_or(&u.devpath).trim_start_matches('/').to_string())
+        .collect()
+}
+
+/// Every object is removed after everything below it.
+fn check_depth_first(removes: &[String]) -> Result<()> {
+    for (i, path) in removes.iter().enumerate() {
+        let below = format!("{path}/");
+        if let Some(late) = removes[i + 1..].iter().find(|p| p.starts_with(&below)) {
+            anyhow::bail!("{path} was removed before {late}, which is below it: {removes:#?}");
+        }
+    }
+    Ok(())
+}
+
+/// A hub behind a hub with devices on each; removing the middle hub takes
+/// its whole subtree down depth first (QEMU deletes the children itself,
+/// the guest only sees the upper hub's port go).
+pub async fn hub_tree(vm: &mut Vm) -> Result<Goldens> {
+    let mut goldens = Goldens::new();
+    let controller = controller_devpath(vm).await?;
+    let baseline = vm.stats().await?;
+    let tree = [
+        ("usb-hub", "hub1", "1"),
+        ("usb-kbd", "kbd11", "1.1"),
+        ("usb-hub", "hub12", "1.2"),
+        ("usb-mouse", "mouse121", "1.2.1"),
+        ("usb-hub", "hub123", "1.2.3"),
+        ("usb-tablet", "tablet1231", "1.2.3.1"),
+        ("usb-kbd", "kbd124", "1.2.4"),
+    ];
+    for (model, id, port) in tree {
+        vm.usb_plug(&usb(model, id, port)).await?;
+        vm.checked_snapshot().await?;
+    }
+    let full = vm.checked_snapshot().await?;
+    goldens.push("usb_hub_tree", full.subtree(&format!("{controller}/usb1")).render());
+
+    let middle = vm.usb_devpath("hub12").await?;
+    let cursor = vm.control.uevent_cursor();
+    vm.usb_unplug("hub12").await?;
+    let removes = removes_below(vm, cursor, &middle, &format!("{controller}/usb1"));
+    check_depth_first(&removes)?;
+    let expected = full.entries().iter().filter(|e| {
+        let p = e.path();
+        matches!(e, crate::driverfs::Entry::Dir { .. }) && (p == middle || p.starts_with(&format!("{middle}/")))
+    });
+    ensure!(expected.count() == removes.len(), "every object of the subtree sends one remove: {removes:#?}");
+    goldens.push("usb_hub_tree_remove_order", removes.join("\n") + "\n");
+    vm.checked_snapshot().await?;
+
+    for id in ["hub1"] {
+        vm.usb_unplug(id).await?;
+    }
+    vm.checked_snapshot().await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(goldens)
+}
+
+/// A device replaced by a different model on the same port while the VM
+/// is stopped: the guest sees one connect change (PORTSC 0x008b), removes
+/// the old device and finds the new one.
+pub async fn replug_different_device(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let kbd = vm.usb_plug(&usb("usb-kbd", "before", "1")).await?;
+    vm.checked_snapshot().await?;
+    let (ucursor, qcursor) = (vm.control.uevent_cursor(), vm.qmp.cursor());
+    vm.qmp.execute_raw("stop", serde_json::json!({})).await?;
+    vm.device_del("before").await?;
+    vm.wait_device_deleted(qcursor, "before").await?;
+    vm.device_add(&usb("usb-mouse", "after", "1")).await?;
+    vm.qmp.execute_raw("cont", serde_json::json!({})).await?;
+    let devpath = kbd.devpath.clone();
+    let removed = vm.wait_uevent(ucursor, &format!("remove {devpath}"), |u| u.action == "remove" && u.devpath == devpath).await?;
+    let added = vm.wait_uevent(ucursor, &format!("add {devpath}"), |u| u.action == "add" && u.devpath == devpath).await?;
+    ensure!(removed.frame < added.frame, "the old device must go before the new one comes");
+    let snapshot = vm.checked_snapshot().await?;
+    ensure!(snapshot.value(&format!("{devpath}/product")) == Some("QEMU USB Mouse"), "the new device is the mouse");
+    vm.usb_unplug("after").await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(Goldens::new())
+}
+
+/// A handle and a reference kept on a device across its unplug: the device
+/// plugged into the same port waits for the old object's release (a new
+/// generation), and the stale handle never reads the new device.
+pub async fn port_reuse_stale_handle(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let old = vm.usb_plug(&usb("usb-kbd", "old", "1")).await?;
+    let product = format!("{}/product", old.devpath);
+    let stale = vm.call_text(&format!("open {product}")).await?;
+    vm.call(&format!("devref get {}", old.devpath)).await?;
+    let old_generation = vm.stats().await?.device(&old.devpath)?.generation;
+    vm.usb_unplug("old").await?;
+
+    let (ucursor, ncursor) = (vm.control.uevent_cursor(), vm.control.notice_cursor());
+    vm.device_add(&usb("usb-mouse", "new", "1")).await?;
+    let notice = format!("usb busy {}", old.devpath.rsplit('/').next().unwrap_or_default());
+    vm.wait_notice(ncursor, &notice, |n| n == notice).await?;
+    ensure!(vm.expect_errno(&format!("read {stale}")).await? == "ENODEV", "the stale handle reads ENODEV");
+    let stats = vm.stats().await?;
+    ensure!(stats.device(&old.devpath)?.state == "deleted", "the old object waits for its last reference: {stats:?}");
+
+    vm.call(&format!("devref put {}", old.devpath)).await?;
+    let devpath = old.devpath.clone();
+    vm.wait_uevent(ucursor, &format!("add {devpath}"), |u| u.action == "add" && u.devpath == devpath).await?;
+    vm.settle().await?;
+    let stats = vm.stats().await?;
+    ensure!(stats.device(&devpath)?.generation > old_generation, "the new device is a new generation: {stats:?}");
+    ensure!(vm.expect_errno(&format!("read {stale}")).await? == "ENODEV", "a stale handle never reads the successor");
+    let fresh = vm.call_text(&format!("open {product}")).await?;
+    ensure!(vm.call(&format!("read {fresh}")).await? == b"QEMU USB Mouse\n");
+    for handle in [&stale, &fresh] {
+        vm.call(&format!("close {handle}")).await?;
+    }
+    vm.checked_snapshot().await?;
+    vm.usb_unplug("new").await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(Goldens::new())
+}
+
+/// 50 plug/unplug cycles on one port (keyboard and hub alternately) end at
+/// the stats baseline, refcounts included, with the same tree.
+pub async fn fifty_cycles(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let before = vm.snapshot().await?;
+    for cycle in 0..50 {
+        let model = if cycle % 2 == 0 { "usb-kbd" } else { "usb-hub" };
+        let id = format!("cycle{cycle}");
+        vm.usb_plug(&usb(model, &id, "1")).await.with_context(|| format!("cycle {cycle}"))?;
+        vm.usb_unplug(&id).await.with_context(|| format!("cycle {cycle}"))?;
+    }
+    vm.settle().await?;
+    let stats = vm.stats().await?;
+    stats.check_baseline(&baseline)?;
+    ensure!(stats.released() >= 100, "50 devices and their interfaces must have been released: {stats:?}");
+    ensure!(vm.snapshot().await? == before, "the tree differs after 50 cycles");
+    vm.checked_snapshot().await?;
+    Ok(Goldens::new())
+}
+
+/// QEMU's refusals carry its text and leave the VM working.
+pub async fn refusals(vm: &mut Vm) -> Result<Goldens> {
+    let mut goldens = Goldens::new();
+    let baseline = vm.stats().await?;
+    vm.usb_plug(&usb("usb-kbd", "kbd1", "1")).await?;
+    let attempts = [
+        ("occupied port", usb("usb-mouse", "again", "1")),
+        ("no such port", usb("usb-mouse", "far", "5")),
+        ("no such port behind a non-hub", usb("usb-mouse", "behind", "1.1")),
+        ("unknown model", usb("usb-nonesuch", "odd", "2")),
+    ];
+    let mut texts = String::new();
+    for (what, plug) in attempts {
+        let error = match vm.device_add(&plug).await {
+            Ok(()) => anyhow::bail!("QEMU accepted {what}: {plug:?}"),
+            Err(crate::qmp::QmpError::Qemu { desc, .. }) => desc,
+            Err(e) => return Err(e).context(what.to_string()),
+        };
+        texts.push_str(&format!("{what}: {error}\n"));
+        vm.settle().await?;
+        vm.checked_snapshot().await.with_context(|| format!("after the refused {what}"))?;
+    }
+    goldens.push("usb_refusals", texts);
+    ensure!(vm.device_del("nonesuch").await.is_err(), "device_del of an unknown id is refused");
+    vm.usb_plug(&usb("usb-tablet", "tablet2", "2")).await.context("a valid plug after the refusals")?;
+    vm.checked_snapshot().await?;
+    for id in ["kbd1", "tablet2"] {
+        vm.usb_unplug(id).await?;
+    }
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(goldens)
+}
