@@ -51,13 +51,12 @@ async fn qom_get(vm: &Vm, path: &str, property: &str) -> Result<Value> {
 }
 
 async fn qom_list(vm: &Vm, path: &str) -> Result<Vec<(String, String)>> {
-    let list = vm.qmp.execute_raw("qom-list", json!({"path": path})).await.with_context(|| format!("qom-list {path}"))?;
+    let list =
+        vm.qmp.execute_raw("qom-list", json!({"path": path})).await.with_context(|| format!("qom-list {path}"))?;
     let Some(entries) = list.as_array() else { bail!("qom-list {path} returned {list}") };
     Ok(entries
         .iter()
-        .filter_map(|e| {
-            Some((e.get("name")?.as_str()?.to_string(), e.get("type")?.as_str()?.to_string()))
-        })
+        .filter_map(|e| Some((e.get("name")?.as_str()?.to_string(), e.get("type")?.as_str()?.to_string())))
         .collect())
 }
 
@@ -166,13 +165,19 @@ pub fn usb_matches_qemu(
         let name = devpath.rsplit('/').next().unwrap_or_default().to_string();
         expected.insert(name.clone(), devpath.clone());
         match guest.get(&name) {
-            None => problems.push(format!("{} ({}, port {}) is not in the guest at {devpath}", d.qom_path, d.model, d.port)),
-            Some(dir) if *dir != devpath => problems.push(format!("{name}: guest at {dir}, QEMU's port says {devpath}")),
+            None => {
+                problems.push(format!("{} ({}, port {}) is not in the guest at {devpath}", d.qom_path, d.model, d.port))
+            }
+            Some(dir) if *dir != devpath => {
+                problems.push(format!("{name}: guest at {dir}, QEMU's port says {devpath}"))
+            }
             Some(_) => {
                 if let Some((vendor, product, string)) = model_identity(&d.model) {
-                    for (attr, want) in
-                        [("idVendor", format!("{vendor:04x}")), ("idProduct", format!("{product:04x}")), ("product", string.to_string())]
-                    {
+                    for (attr, want) in [
+                        ("idVendor", format!("{vendor:04x}")),
+                        ("idProduct", format!("{product:04x}")),
+                        ("product", string.to_string()),
+                    ] {
                         let got = snapshot.value(&format!("{devpath}/{attr}"));
                         if got != Some(want.as_str()) {
                             problems.push(format!("{name} {attr}: guest {got:?}, {} says {want:?}", d.model));
@@ -241,7 +246,9 @@ impl Vm {
         let interface = format!("{devpath}/");
         let what = format!("add of an interface below {devpath}");
         let iface = self
-            .wait_uevent(cursor, &what, |u| u.action == "add" && u.devpath.starts_with(&interface) && u.devpath.contains(':'))
+            .wait_uevent(cursor, &what, |u| {
+                u.action == "add" && u.devpath.starts_with(&interface) && u.devpath.contains(':')
+            })
             .await?;
         Ok(UsbPlugged {
             id: plug.id.clone(),

@@ -39,7 +39,8 @@ pub async fn hid(vm: &mut Vm) -> Result<Goldens> {
     vm.checked_snapshot().await?;
     vm.usb_plug(&usb("usb-hub", "hub2", "2")).await?;
     vm.checked_snapshot().await?;
-    for (model, id, port) in [("usb-tablet", "tablet21", "2.1"), ("usb-mouse", "mouse24", "2.4"), ("usb-kbd", "kbd28", "2.8")]
+    for (model, id, port) in
+        [("usb-tablet", "tablet21", "2.1"), ("usb-mouse", "mouse24", "2.4"), ("usb-kbd", "kbd28", "2.8")]
     {
         vm.usb_plug(&usb(model, id, port)).await?;
         vm.checked_snapshot().await?;
@@ -52,8 +53,11 @@ pub async fn hid(vm: &mut Vm) -> Result<Goldens> {
         vm.checked_snapshot().await?;
     }
     let left = vm.snapshot().await?;
-    let devices: Vec<&str> =
-        left.children(&format!("{controller}/usb1")).into_iter().filter(|c| !c.contains(':') && c.starts_with("1-")).collect();
+    let devices: Vec<&str> = left
+        .children(&format!("{controller}/usb1"))
+        .into_iter()
+        .filter(|c| !c.contains(':') && c.starts_with("1-"))
+        .collect();
     ensure!(devices.is_empty(), "devices left below usb1: {devices:?}");
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(goldens)
@@ -141,8 +145,10 @@ pub async fn replug_different_device(vm: &mut Vm) -> Result<Goldens> {
     vm.device_add(&usb("usb-mouse", "after", "1")).await?;
     vm.qmp.execute_raw("cont", serde_json::json!({})).await?;
     let devpath = kbd.devpath.clone();
-    let removed = vm.wait_uevent(ucursor, &format!("remove {devpath}"), |u| u.action == "remove" && u.devpath == devpath).await?;
-    let added = vm.wait_uevent(ucursor, &format!("add {devpath}"), |u| u.action == "add" && u.devpath == devpath).await?;
+    let removed =
+        vm.wait_uevent(ucursor, &format!("remove {devpath}"), |u| u.action == "remove" && u.devpath == devpath).await?;
+    let added =
+        vm.wait_uevent(ucursor, &format!("add {devpath}"), |u| u.action == "add" && u.devpath == devpath).await?;
     ensure!(removed.frame < added.frame, "the old device must go before the new one comes");
     let snapshot = vm.checked_snapshot().await?;
     ensure!(snapshot.value(&format!("{devpath}/product")) == Some("QEMU USB Mouse"), "the new device is the mouse");

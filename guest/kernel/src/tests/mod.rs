@@ -11,7 +11,8 @@
 //! - [`pciehp`]: native PCIe hot-plug on q35 root ports, likewise
 //!   ([`machine`] is the control-protocol driver both use);
 //! - [`subsystems`]: the subsystem seam, with a fake HBA subsystem plugged
-//!   in beside the real ones.
+//!   in beside the real ones;
+//! - [`usb`]: USB enumeration, hubs and removal on a fake controller.
 //!
 //! Tests drive the core the way the guest does: async operations run as
 //! tasks on an [`Executor`], and tests run passes in between to choose the
@@ -28,6 +29,7 @@ mod self_removal;
 mod subsystems;
 mod system;
 mod uevents;
+mod usb;
 
 use alloc::boxed::Box;
 use alloc::format;

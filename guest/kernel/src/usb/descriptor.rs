@@ -163,10 +163,11 @@ impl Configuration {
                     let count = usize::from(d[5]);
                     for i in 0..count {
                         let at = 6 + 3 * i;
-                        if at + 3 <= len && d[at] == TYPE_HID_REPORT {
-                            if let Some(iface) = config.interfaces.last_mut() {
-                                iface.hid_report_len = Some(le16(d, at + 1));
-                            }
+                        if at + 3 <= len
+                            && d[at] == TYPE_HID_REPORT
+                            && let Some(iface) = config.interfaces.last_mut()
+                        {
+                            iface.hid_report_len = Some(le16(d, at + 1));
                         }
                     }
                 }

@@ -60,9 +60,9 @@ impl UsbDevice {
 
 impl DeviceData for UsbDevice {
     fn description(&self) -> String {
-        self.product.clone().unwrap_or_else(|| {
-            format!("USB device {:04x}:{:04x}", self.descriptor.vendor, self.descriptor.product)
-        })
+        self.product
+            .clone()
+            .unwrap_or_else(|| format!("USB device {:04x}:{:04x}", self.descriptor.vendor, self.descriptor.product))
     }
 
     /// Linux leaves out a string attribute the device has no string for.

@@ -106,7 +106,7 @@ async fn service_hub(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, path: &[u8]) {
     if path.is_empty() {
         let now = ctx.platform.ticks();
         let due = with_hub(host, path, |h| {
-            let due = h.last_poll == 0 || now.wrapping_sub(h.last_poll) >= ctx.root_poll_ticks;
+            let due = h.last_poll == 0 || now.wrapping_sub(h.last_poll) >= ctx.root_poll_ticks.get();
             if due {
                 h.last_poll = now.max(1);
             }
@@ -175,11 +175,10 @@ async fn service_hub(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, path: &[u8]) {
 
 /// Collect the status pipe's bitmap, if it completed, and queue it again.
 fn poll_status_pipe(host: &UsbHost, path: &[u8], dev: &UsbDev) {
-    let (transfer, endpoint, ports) =
-        match with_hub(host, path, |h| (h.status_transfer, h.status_endpoint, h.ports)) {
-            Some(v) => v,
-            None => return,
-        };
+    let (transfer, endpoint, ports) = match with_hub(host, path, |h| (h.status_transfer, h.status_endpoint, h.ports)) {
+        Some(v) => v,
+        None => return,
+    };
     let Some(endpoint) = endpoint else { return };
     if let Some(id) = transfer {
         match host.hc.poll(id) {
@@ -307,11 +306,12 @@ async fn handle_port(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, hub_path: &[u8], 
     {
         disconnect(ctx, host, &old).await;
     }
-    if status.connected() && host.device_at(&path).is_none() {
-        if let Err(e) = enumerate(ctx, host, hub_dev.as_deref(), p, path.clone()).await {
-            klog!(ctx.platform, "usb: {} failed to enumerate: {e:?}", super::device::device_name(host.number, &path));
-            with_hub(host, hub_path, |h| h.failed |= 1 << p);
-        }
+    if status.connected()
+        && host.device_at(&path).is_none()
+        && let Err(e) = enumerate(ctx, host, hub_dev.as_deref(), p, path.clone()).await
+    {
+        klog!(ctx.platform, "usb: {} failed to enumerate: {e:?}", super::device::device_name(host.number, &path));
+        with_hub(host, hub_path, |h| h.failed |= 1 << p);
     }
 }
 
@@ -321,7 +321,8 @@ async fn handle_port(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, hub_path: &[u8], 
 /// the children first, depth first, and drains reads in flight.
 pub async fn disconnect(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) {
     let _work = ctx.work.start();
-    let gone: Vec<Rc<UsbDev>> = host.devices.borrow().iter().filter(|d| d.path.starts_with(&dev.path)).cloned().collect();
+    let gone: Vec<Rc<UsbDev>> =
+        host.devices.borrow().iter().filter(|d| d.path.starts_with(&dev.path)).cloned().collect();
     for d in &gone {
         d.state.set(Attachment::NotAttached);
     }
@@ -360,9 +361,13 @@ async fn enumerate(
     // Address 0: only this device answers there (the thread is the only
     // one enumerating, and the port was just reset).
     let pipe0 = Pipe { address: 0, endpoint: 0, max_packet: 8, speed };
-    let head =
-        hcd::transfer(hc, ctx.platform, pipe0, Transfer::Control { setup: request::device_descriptor(8), out: Vec::new() })
-            .await?;
+    let head = hcd::transfer(
+        hc,
+        ctx.platform,
+        pipe0,
+        Transfer::Control { setup: request::device_descriptor(8), out: Vec::new() },
+    )
+    .await?;
     let max_packet0 = match head.get(7) {
         Some(8 | 16 | 32 | 64) => u16::from(head[7]),
         _ => return Err(UsbError::Protocol),
@@ -413,8 +418,7 @@ async fn configure(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) -
     }
     let config = Configuration::parse(&raw).ok_or(UsbError::Protocol)?;
     let mut strings = [None, None, None];
-    for (slot, index) in
-        strings.iter_mut().zip([descriptor.i_manufacturer, descriptor.i_product, descriptor.i_serial])
+    for (slot, index) in strings.iter_mut().zip([descriptor.i_manufacturer, descriptor.i_product, descriptor.i_serial])
     {
         if index != 0 {
             let raw = control(ctx, host, dev, request::string_descriptor(index), Vec::new()).await?;

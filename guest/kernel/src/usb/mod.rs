@@ -25,6 +25,8 @@ pub mod hub;
 pub mod request;
 pub mod uhci;
 
+#[cfg(test)]
+pub mod fake;
 
 use alloc::boxed::Box;
 use alloc::rc::{Rc, Weak};
@@ -57,7 +59,7 @@ pub struct UsbContext {
     pub hosts: RefCell<Vec<Rc<UsbHost>>>,
     /// TSC ticks between two reads of the root ports (each read takes
     /// QEMU's big lock, which its frame timer needs too).
-    pub root_poll_ticks: u64,
+    pub root_poll_ticks: Cell<u64>,
 }
 
 /// Where a device sits and whether it is still there.
@@ -184,7 +186,7 @@ impl UsbContext {
             work: PendingWork::default(),
             bus,
             hosts: RefCell::new(Vec::new()),
-            root_poll_ticks: 1_000_000,
+            root_poll_ticks: Cell::new(1_000_000),
         });
         drivers::register(core, &ctx);
         core.driver_register(pci_bus, Rc::new(uhci::UhciDriver { ctx: Rc::clone(&ctx) }));

@@ -44,7 +44,13 @@ const HID_SET_PROTOCOL: u8 = 0x0b;
 const MASS_STORAGE_GET_MAX_LUN: u8 = 0xfe;
 
 pub fn get_descriptor(kind: u8, index: u8, lang: u16, length: u16) -> Setup {
-    Setup { request_type: 0x80, request: GET_DESCRIPTOR, value: u16::from(kind) << 8 | u16::from(index), index: lang, length }
+    Setup {
+        request_type: 0x80,
+        request: GET_DESCRIPTOR,
+        value: u16::from(kind) << 8 | u16::from(index),
+        index: lang,
+        length,
+    }
 }
 
 pub fn device_descriptor(length: u16) -> Setup {

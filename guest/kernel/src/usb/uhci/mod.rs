@@ -96,7 +96,9 @@ struct Busy {
 
 enum Slot {
     /// Reusable once FRNUM has moved twice past `since` (if set).
-    Free { since: Option<u16> },
+    Free {
+        since: Option<u16>,
+    },
     Busy(Busy),
 }
 
@@ -239,7 +241,8 @@ impl Uhci {
             }
         }
         if !busy.control && completed_data_tds % 2 == 1 {
-            let key = (busy.pipe.address, busy.pipe.endpoint, busy.tds.first().is_some_and(|t| t.stage == Stage::DataIn));
+            let key =
+                (busy.pipe.address, busy.pipe.endpoint, busy.tds.first().is_some_and(|t| t.stage == Stage::DataIn));
             let mut toggles = self.toggles.borrow_mut();
             let t = toggles.entry(key).or_insert(false);
             *t = !*t;
@@ -454,12 +457,7 @@ impl Driver for UhciDriver {
 
     fn probe(&self, core: &mut Core, dev: DeviceId) -> Result<(), Errno> {
         let function = core.data::<PciFunction>(dev).ok_or(Errno::ENODEV)?.clone();
-        let io = function
-            .bars
-            .iter()
-            .find(|b| b.kind == BarKind::Io)
-            .and_then(|b| b.base)
-            .ok_or(Errno::ENODEV)?;
+        let io = function.bars.iter().find(|b| b.kind == BarKind::Io).and_then(|b| b.base).ok_or(Errno::ENODEV)?;
         let platform = self.ctx.platform;
         let cfg = PortConfig::new(platform);
         let command = cfg.read16(function.bdf, reg::COMMAND);

@@ -85,7 +85,9 @@ pub fn actual_length(ctrl: u32) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TdStatus {
     Active,
-    Done { actual: usize },
+    Done {
+        actual: usize,
+    },
     Stalled,
     Babble,
     /// CRC/time-out: in QEMU, no device answered at that address.
