@@ -429,7 +429,9 @@ mod tests {
                 "-device",
                 "ide-hd,drive=hd0,bus=ide.0,unit=0,id=hd0",
                 "-device",
-                "ide-cd,bus=ide.1,unit=0,id=cd0"
+                "ide-cd,bus=ide.1,unit=0,id=cd0",
+                "-device",
+                "piix3-usb-uhci,id=uhci,bus=pci.0,addr=0x1.0x2",
             ])
         );
         assert_eq!(pc.disk_image.as_deref(), Some("disk.img"));
@@ -452,6 +454,8 @@ mod tests {
                 "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2,addr=0x11",
                 "-device",
                 "pcie-root-port,id=rp3,bus=pcie.0,chassis=3,slot=3,addr=0x12",
+                "-device",
+                "ich9-usb-uhci1,id=uhci,bus=pcie.0,addr=0x1d.0x0",
             ])
         );
         assert_eq!(q35.pci_slot(3).unwrap(), PciSlot { bus: "rp3".into(), addr: "0x0".into(), express: true });
