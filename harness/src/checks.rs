@@ -15,6 +15,8 @@ use anyhow::{Result, bail};
 use qapi::qmp::PciDeviceInfo;
 
 use crate::driverfs::{Entry, Snapshot, unescape};
+use crate::media::BlockState;
+use crate::profile::IdeDrive;
 
 /// The type of a BAR as QEMU reports it (`type`, `mem_type_64`, `prefetch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -397,6 +399,79 @@ fn check_inside_parent_windows(f: &QemuFunction, qemu: &[QemuFunction], problems
     }
 }
 
+/// The IDE drives in a snapshot: `bus/ide/devices` name → directory path.
+pub fn snapshot_ide_drives(snapshot: &Snapshot) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in snapshot.entries() {
+        if let Entry::Link { path, target } = e
+            && let Some(name) = path.strip_prefix("bus/ide/devices/")
+        {
+            out.insert(name.to_string(), target.trim_start_matches("../").to_string());
+        }
+    }
+    out
+}
+
+/// Every IDE drive of the profile is in the snapshot where the profile
+/// puts it, of the right kind, and agrees with QEMU's `query-block`: a
+/// disk's capacity; a CD drive's tray, lock, medium present and the
+/// medium's capacity. The guest shows no drive the profile lacks.
+pub fn ide_matches_qemu(snapshot: &Snapshot, drives: &[IdeDrive], blocks: &[BlockState]) -> Result<()> {
+    let mut problems = Vec::new();
+    for drive in drives {
+        let id = &drive.id;
+        let Some(qemu) = blocks.iter().find(|b| b.id == drive.id) else {
+            problems.push(format!("{id}: query-block does not list it"));
+            continue;
+        };
+        if snapshot.get(&drive.devpath).is_none() {
+            problems.push(format!("{id}: the snapshot has no drive at {}", drive.devpath));
+            continue;
+        }
+        let attr = |name: &str| snapshot.value(&format!("{}/{name}", drive.devpath));
+        let want_media = if drive.cdrom { "cdrom" } else { "disk" };
+        if attr("media") != Some(want_media) {
+            problems.push(format!("{id} media: guest {:?}, QEMU {want_media}", attr("media")));
+        }
+        let sectors = |bytes: u64| (bytes / 512).to_string();
+        if !drive.cdrom {
+            let want = qemu.inserted.map(sectors);
+            if attr("capacity").map(str::to_string) != want {
+                problems.push(format!("{id} capacity: guest {:?}, QEMU {want:?} sectors", attr("capacity")));
+            }
+            continue;
+        }
+        let flag = |name: &str| attr(name) == Some("1");
+        let present = qemu.inserted.is_some() && !qemu.tray_open;
+        for (field, want) in [("media_present", present), ("tray_open", qemu.tray_open), ("locked", qemu.locked)] {
+            if flag(field) != want {
+                problems.push(format!("{id} {field}: guest {:?}, QEMU {}", attr(field), u8::from(want)));
+            }
+        }
+        let capacity = snapshot.value(&format!("{}/disc/capacity", drive.devpath));
+        match (present, qemu.inserted) {
+            (true, Some(bytes)) if capacity == Some(sectors(bytes).as_str()) => {}
+            (true, Some(bytes)) => {
+                problems.push(format!("{id} disc capacity: guest {capacity:?}, QEMU {} sectors", sectors(bytes)))
+            }
+            _ if capacity.is_some() => {
+                problems.push(format!("{id} disc: the guest shows a disc ({capacity:?}) QEMU does not have"))
+            }
+            _ => {}
+        }
+    }
+    for (name, dir) in snapshot_ide_drives(snapshot) {
+        if !drives.iter().any(|d| d.devpath == dir) {
+            problems.push(format!("{name} ({dir}) is on bus/ide but QEMU has no such drive"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("the guest's IDE view disagrees with query-block:\n  {}", problems.join("\n  "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,5 +627,88 @@ mod tests {
         scsi.bars.push(QemuBar { index: 2, kind: BarType::Io, prefetchable: false, address: Some(0xe000), size: 32 });
         let err = pci_matches_qemu(&original(), &q).unwrap_err().to_string();
         assert!(err.contains("05:00.0 bar2 0xe000-0xe01f lies outside the io window 0xd000-0xdfff"), "{err}");
+    }
+
+    const IDE: &str = "\
+d bus
+d bus/ide
+d bus/ide/devices
+l bus/ide/devices/0.0 -> ../../../root/pci0/00:01.1/ide0/0.0
+l bus/ide/devices/1.0 -> ../../../root/pci0/00:01.1/ide1/1.0
+d root
+d root/pci0
+d root/pci0/00:01.1
+d root/pci0/00:01.1/ide0
+d root/pci0/00:01.1/ide0/0.0
+f root/pci0/00:01.1/ide0/0.0/capacity 8192
+f root/pci0/00:01.1/ide0/0.0/media disk
+d root/pci0/00:01.1/ide1
+d root/pci0/00:01.1/ide1/1.0
+d root/pci0/00:01.1/ide1/1.0/disc
+f root/pci0/00:01.1/ide1/1.0/disc/capacity 600
+f root/pci0/00:01.1/ide1/1.0/locked 1
+f root/pci0/00:01.1/ide1/1.0/media cdrom
+f root/pci0/00:01.1/ide1/1.0/media_present 1
+f root/pci0/00:01.1/ide1/1.0/tray_open 0
+";
+
+    fn ide_drives() -> Vec<IdeDrive> {
+        vec![
+            IdeDrive { id: "hd0".into(), devpath: "root/pci0/00:01.1/ide0/0.0".into(), cdrom: false },
+            IdeDrive { id: "cd0".into(), devpath: "root/pci0/00:01.1/ide1/1.0".into(), cdrom: true },
+        ]
+    }
+
+    fn blocks() -> Vec<BlockState> {
+        vec![
+            BlockState { id: "hd0".into(), tray_open: false, locked: false, inserted: Some(8192 * 512) },
+            BlockState { id: "cd0".into(), tray_open: false, locked: true, inserted: Some(600 * 512) },
+        ]
+    }
+
+    fn ide_fails(snapshot: &str, drives: &[IdeDrive], blocks: &[BlockState], needle: &str) {
+        let snapshot = Snapshot::parse(snapshot.as_bytes()).unwrap();
+        let err = ide_matches_qemu(&snapshot, drives, blocks).expect_err("the check must fail").to_string();
+        assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
+    }
+
+    #[test]
+    fn ide_drives_agree_with_query_block() {
+        ide_matches_qemu(&Snapshot::parse(IDE.as_bytes()).unwrap(), &ide_drives(), &blocks()).unwrap();
+    }
+
+    #[test]
+    fn every_ide_field_that_disagrees_is_named() {
+        let mut b = blocks();
+        b[0].inserted = Some(4096 * 512);
+        ide_fails(IDE, &ide_drives(), &b, "hd0 capacity: guest Some(\"8192\"), QEMU Some(\"4096\") sectors");
+        let mut b = blocks();
+        b[1].locked = false;
+        ide_fails(IDE, &ide_drives(), &b, "cd0 locked: guest Some(\"1\"), QEMU 0");
+        let mut b = blocks();
+        b[1].tray_open = true;
+        let err_tray = "cd0 tray_open: guest Some(\"0\"), QEMU 1";
+        ide_fails(IDE, &ide_drives(), &b, err_tray);
+        ide_fails(IDE, &ide_drives(), &b, "cd0 media_present: guest Some(\"1\"), QEMU 0");
+        ide_fails(IDE, &ide_drives(), &b, "cd0 disc: the guest shows a disc");
+        let mut b = blocks();
+        b[1].inserted = Some(700 * 512);
+        ide_fails(IDE, &ide_drives(), &b, "cd0 disc capacity: guest Some(\"600\"), QEMU 700 sectors");
+        let swapped = IDE.replacen("0.0/media disk", "0.0/media cdrom", 1);
+        ide_fails(&swapped, &ide_drives(), &blocks(), "hd0 media: guest Some(\"cdrom\"), QEMU disk");
+    }
+
+    #[test]
+    fn missing_and_extra_ide_drives_are_named() {
+        ide_fails(
+            IDE,
+            &ide_drives()[..1],
+            &blocks(),
+            "1.0 (root/pci0/00:01.1/ide1/1.0) is on bus/ide but QEMU has no such drive",
+        );
+        ide_fails(IDE, &ide_drives(), &blocks()[..1], "cd0: query-block does not list it");
+        let mut drives = ide_drives();
+        drives[1].devpath = "root/pci0/00:01.1/ide1/1.1".into();
+        ide_fails(IDE, &drives, &blocks(), "cd0: the snapshot has no drive at root/pci0/00:01.1/ide1/1.1");
     }
 }

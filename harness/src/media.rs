@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::driverfs::Snapshot;
@@ -175,46 +175,12 @@ impl Vm {
         .map(drop)
     }
 
-    /// QEMU's `query-block` and the guest agree on every CD drive of the
-    /// profile: tray, lock, medium present, and the medium's size.
+    /// QEMU's `query-block` and the guest agree on every IDE drive of the
+    /// profile (see [`crate::checks::ide_matches_qemu`]).
     pub async fn check_media(&mut self) -> Result<Snapshot> {
         let snapshot = self.snapshot().await?;
         let blocks = self.query_block().await?;
-        for drive in self.config.profile.ide.iter().filter(|d| d.cdrom) {
-            let qemu =
-                blocks.iter().find(|b| b.id == drive.id).with_context(|| format!("query-block lacks {}", drive.id))?;
-            let attr = |name: &str| snapshot.value(&format!("{}/{name}", drive.devpath)).map(str::to_string);
-            let flag = |name: &str| attr(name).as_deref() == Some("1");
-            let present = qemu.inserted.is_some() && !qemu.tray_open;
-            ensure!(
-                flag("media_present") == present,
-                "{}: guest media_present={:?}, QEMU {qemu:?}",
-                drive.id,
-                attr("media_present")
-            );
-            ensure!(
-                flag("tray_open") == qemu.tray_open,
-                "{}: guest tray_open={:?}, QEMU {qemu:?}",
-                drive.id,
-                attr("tray_open")
-            );
-            ensure!(flag("locked") == qemu.locked, "{}: guest locked={:?}, QEMU {qemu:?}", drive.id, attr("locked"));
-            let capacity = snapshot.value(&format!("{}/disc/capacity", drive.devpath));
-            match (present, qemu.inserted) {
-                (true, Some(bytes)) => {
-                    ensure!(
-                        capacity == Some((bytes / 512).to_string().as_str()),
-                        "{}: guest capacity {capacity:?}, QEMU {bytes} bytes",
-                        drive.id
-                    )
-                }
-                _ => ensure!(
-                    capacity.is_none(),
-                    "{}: the guest shows a disc ({capacity:?}) QEMU does not have",
-                    drive.id
-                ),
-            }
-        }
+        crate::checks::ide_matches_qemu(&snapshot, &self.config.profile.ide, &blocks)?;
         Ok(snapshot)
     }
 }

@@ -4,6 +4,11 @@
 //! interleave. Only legal sequences are generated (a put always returns a
 //! reference the test took), so any BUG is the kernel's.
 //!
+//! Each add, open, get and bind must return what the objects' states say
+//! at that moment (EEXIST for a registered name, EBUSY for one whose old
+//! object is not yet released, ENOENT for a missing parent, EBUSY for a
+//! bound device, else success): a kernel that wrongly refuses one fails.
+//!
 //! At quiescence (every hold released, every handle closed, every extra
 //! reference put, no task left) the lifetime rules must hold: no leak, each
 //! removed object released exactly once and after its children, no read
@@ -138,6 +143,9 @@ struct Model {
     reads: Rc<RefCell<Vec<ReadRecord>>>,
     /// Removals that finished before one of their children's did.
     parents_done_early: Rc<RefCell<Vec<String>>>,
+    /// Operations whose result differed from what the object states said
+    /// it must be.
+    wrong_results: Vec<String>,
 }
 
 impl Model {
@@ -148,6 +156,61 @@ impl Model {
             handles: Vec::new(),
             reads: Rc::new(RefCell::new(Vec::new())),
             parents_done_early: Rc::new(RefCell::new(Vec::new())),
+            wrong_results: Vec::new(),
+        }
+    }
+
+    /// The test-bus objects called `name` in one of `states`, read from the
+    /// objects themselves (not through the lookups the operations use).
+    fn objects(&self, name: usize, states: &[DeviceState]) -> Vec<DeviceId> {
+        let core = self.fx.core.borrow();
+        core.device_ids()
+            .filter(|d| core.device(*d).bus == Some(self.fx.tb.bus) && core.name(*d) == NAMES[name])
+            .filter(|d| states.contains(&core.state(*d)))
+            .collect()
+    }
+
+    /// The registered object called `name`: at most one.
+    fn registered(&self, name: usize) -> Option<DeviceId> {
+        let found = self.objects(name, &[DeviceState::Registered]);
+        assert!(found.len() <= 1, "two registered objects called {}", NAMES[name]);
+        found.first().copied()
+    }
+
+    /// What `op` must return, given the objects as they are now; `None`
+    /// for operations whose result is not decided in this step.
+    fn expected(&self, op: &Op) -> Option<Result<(), Errno>> {
+        let draining = [DeviceState::Dying, DeviceState::Deleted];
+        Some(match *op {
+            Op::Add { name, parent } => {
+                if parent.is_some_and(|p| self.registered(p).is_none()) {
+                    Err(Errno::ENOENT)
+                } else if self.registered(name).is_some() {
+                    Err(Errno::EEXIST)
+                } else if !self.objects(name, &draining).is_empty() {
+                    // The 2003 rule: a name is busy until its old object is released.
+                    Err(Errno::EBUSY)
+                } else {
+                    Ok(())
+                }
+            }
+            Op::Open { name } | Op::Get { name } => self.registered(name).map(|_| ()).ok_or(Errno::ENOENT),
+            Op::Bind { name } => {
+                let dev = self.registered(name)?;
+                if self.fx.core.borrow().driver(dev).is_some() { Err(Errno::EBUSY) } else { Ok(()) }
+            }
+            _ => return None,
+        })
+    }
+
+    /// Apply `op` and record it if its result is not the expected one.
+    fn apply_checked(&mut self, op: &Op) {
+        let expected = self.expected(op);
+        let outcome = self.apply(op);
+        if let (Some(expected), Some(outcome)) = (expected, outcome)
+            && expected != outcome
+        {
+            self.wrong_results.push(format!("{op:?}: expected {expected:?}, got {outcome:?}"));
         }
     }
 
@@ -155,7 +218,8 @@ impl Model {
         self.fx.core.borrow().bus_find_device(self.fx.tb.bus, NAMES[name])
     }
 
-    fn apply(&mut self, op: &Op) {
+    /// Apply `op`; the result of the operations [`Model::expected`] knows.
+    fn apply(&mut self, op: &Op) -> Option<Result<(), Errno>> {
         let fx = &self.fx;
         match *op {
             Op::Add { name, parent } => {
@@ -164,6 +228,7 @@ impl Model {
                     let value = value_of(dev);
                     fx.core.borrow_mut().with_data_mut(dev, |d| d.store("value", value.as_bytes()));
                 }
+                return Some(added.map(drop));
             }
             Op::Del { name } => {
                 let (core, bus, early) = (fx.core.clone(), fx.tb.bus, self.parents_done_early.clone());
@@ -184,10 +249,12 @@ impl Model {
                 });
             }
             Op::Get { name } => {
-                if let Some(dev) = self.find(name) {
+                let found = self.find(name);
+                if let Some(dev) = found {
                     fx.core.borrow_mut().get(dev);
                     self.refs.push(dev);
                 }
+                return Some(found.map(drop).ok_or(Errno::ENOENT));
             }
             Op::GetAgain { which } => {
                 if !self.refs.is_empty() {
@@ -212,10 +279,11 @@ impl Model {
                     };
                     self.handles.push((handle, dev));
                 }
+                return Some(opened.map(drop));
             }
             Op::Read { which } => {
                 if self.handles.is_empty() {
-                    return;
+                    return None;
                 }
                 let (handle, dev) = self.handles[which % self.handles.len()];
                 let (core, reads) = (fx.core.clone(), self.reads.clone());
@@ -247,17 +315,16 @@ impl Model {
             }
             Op::HeldRead { name } => {
                 let before = self.handles.len();
-                self.apply(&Op::Open { name });
+                self.apply_checked(&Op::Open { name });
                 if self.handles.len() > before {
                     self.apply(&Op::Hold { name });
                     self.apply(&Op::Read { which: before });
                 }
             }
             Op::Bind { name } => {
-                if let Some(dev) = self.find(name) {
-                    let drv = fx.core.borrow().find_driver(fx.tb.bus, DRIVER_NAME).expect("testdrv");
-                    let _ = dd::bind(&mut fx.core.borrow_mut(), fx.tb.bus, dev, drv);
-                }
+                let dev = self.find(name)?;
+                let drv = fx.core.borrow().find_driver(fx.tb.bus, DRIVER_NAME).expect("testdrv");
+                return Some(dd::bind(&mut fx.core.borrow_mut(), fx.tb.bus, dev, drv));
             }
             Op::Unbind { name } => {
                 if let Some(dev) = self.find(name) {
@@ -268,6 +335,7 @@ impl Model {
                 }
             }
         }
+        None
     }
 
     /// Release every hold, close every handle, put every reference, and run
@@ -403,7 +471,8 @@ fn run(steps: &[(Op, u8)]) -> Result<(), TestCaseError> {
     let mut model = Model::new();
     let fresh = snapshot::render(&model.fx.core.borrow(), None).unwrap();
     for (op, passes) in steps {
-        model.apply(op);
+        model.apply_checked(op);
+        prop_assert!(model.wrong_results.is_empty(), "wrong results: {:?}", model.wrong_results);
         model.fx.run(usize::from(*passes));
     }
     model.quiesce()?;
