@@ -67,6 +67,7 @@ pub async fn media_insert_change_eject(vm: &mut Vm) -> Result<Goldens> {
 /// value; handles on the old medium read ENODEV afterwards, never the new
 /// value; the new medium appears only after the old one drained.
 pub async fn stale_capacity_across_change(vm: &mut Vm) -> Result<Goldens> {
+    ensure!(CD_ALPHA.sectors() != CD_BETA.sectors(), "the two media must differ in what the held read returns");
     vm.change_media(CD, &image(&CD_ALPHA)).await?;
     let held = vm.call_text(&format!("open {CAPACITY}")).await?;
     let stale = vm.call_text(&format!("open {CAPACITY}")).await?;

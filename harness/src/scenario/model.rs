@@ -25,6 +25,8 @@ pub async fn held_read_across_removal(vm: &mut Vm) -> Result<Goldens> {
     let attr = "root/testbus/t1/value";
     let held_handle = vm.call_text(&format!("open {attr}")).await?;
     let other_handle = vm.call_text(&format!("open {attr}")).await?;
+    // The old object shows what its successor (value `t1`) never will.
+    vm.call(&format!("write {other_handle} old-object")).await?;
     vm.call(&format!("hold {attr}")).await?;
     let read = vm.send(&format!("read {held_handle}")).await?;
     vm.wait_stats("one active reference on t1", |s| s.devices.get("root/testbus/t1").is_some_and(|d| d.active == 1))
@@ -44,7 +46,11 @@ pub async fn held_read_across_removal(vm: &mut Vm) -> Result<Goldens> {
 
     vm.call(&format!("unhold {attr}")).await?;
     let value = vm.wait_reply(read).await?;
-    ensure!(value == b"t1\n", "the held read must return the old data, got {:?}", String::from_utf8_lossy(&value));
+    ensure!(
+        value == b"old-object\n",
+        "the held read must return the old object's data, got {:?}",
+        String::from_utf8_lossy(&value)
+    );
     vm.wait_reply(del).await?;
     ensure!(
         uevents_since(vm, cursor)
@@ -57,9 +63,16 @@ pub async fn held_read_across_removal(vm: &mut Vm) -> Result<Goldens> {
         "uevents out of order: {:?}",
         uevents_since(vm, cursor)
     );
-    ensure!(vm.expect_errno(&format!("read {held_handle}")).await? == "ENODEV");
-    vm.call(&format!("close {held_handle}")).await?;
-    vm.call(&format!("close {other_handle}")).await?;
+    // A successor under the same name: the old handles never reach it.
+    vm.call("testdev add t1").await?;
+    for handle in [&held_handle, &other_handle] {
+        ensure!(vm.expect_errno(&format!("read {handle}")).await? == "ENODEV", "an old handle reached the successor");
+        vm.call(&format!("close {handle}")).await?;
+    }
+    let fresh = vm.call_text(&format!("open {attr}")).await?;
+    ensure!(vm.call(&format!("read {fresh}")).await? == b"t1\n", "the successor shows its own data");
+    vm.call(&format!("close {fresh}")).await?;
+    vm.call("testdev del t1").await?;
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(Goldens::new())
 }
