@@ -82,7 +82,12 @@ impl Core {
     /// the list alone cannot tell: a name still held by an object that is
     /// not yet released is busy, as in [`Core::device_add`]'s own check.
     pub(super) fn bus_check_name_free(&self, bus: BusId, name: &str) -> Result<(), Errno> {
-        if self.buses[bus.0 as usize].devices.iter().any(|d| self.device(*d).name == name) {
+        // Only a registered device makes the name exist: one whose removal
+        // has started is still on the list until it unlinks, but its name
+        // is merely busy, as for a removed object not yet released.
+        let registered =
+            |d: &DeviceId| self.device(*d).name == name && self.device(*d).state == DeviceState::Registered;
+        if self.buses[bus.0 as usize].devices.iter().any(registered) {
             return Err(Errno::EEXIST);
         }
         let draining = self.devices.iter().any(|d| {

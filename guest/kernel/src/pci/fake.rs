@@ -84,7 +84,10 @@ pub struct FakeFunction {
 /// Where the fake root ports keep their capabilities: power management at
 /// 0x48, then PCIe at 0x54 (QEMU's offset for the PCIe capability).
 pub const PCIE_CAP: u8 = 0x54;
-const PM_CAP: u8 = 0x48;
+/// Where QEMU's `pcie-root-port` has its MSI-X and bridge subsystem-ID
+/// capabilities (the list runs PCIe → MSI-X → SSVID).
+const MSIX_CAP: u8 = 0x48;
+const SSVID_CAP: u8 = 0x40;
 
 /// Slot registers, as offsets inside the PCIe capability, and their bits.
 pub mod slot {
@@ -127,6 +130,10 @@ impl FakeFunction {
         f.set16(reg::DEVICE, device);
         f.set32(reg::CLASS_REV, class << 8);
         f.config[usize::from(reg::HEADER_TYPE)] = header_type;
+        if header_type == 0 {
+            // QEMU's default subsystem: Red Hat (0x1af4), 0x1100.
+            f.set32(0x2c, 0x1100_1af4);
+        }
         // COMMAND: I/O, memory and bus-master enables.
         f.writable[usize::from(reg::COMMAND)] = 0x07;
         // Cache line size, latency timer, interrupt line.
@@ -182,11 +189,13 @@ impl FakeFunction {
     pub fn pcie_slot(mut self, number: u16) -> Self {
         assert!(self.is_bridge(), "only bridges have slots");
         self.config[usize::from(reg::STATUS)] |= reg::STATUS_CAP_LIST as u8;
-        self.config[usize::from(reg::CAP_PTR)] = PM_CAP;
-        self.config[usize::from(PM_CAP)] = 0x01;
-        self.config[usize::from(PM_CAP) + 1] = PCIE_CAP;
+        self.config[usize::from(reg::CAP_PTR)] = PCIE_CAP;
         self.config[usize::from(PCIE_CAP)] = 0x10;
-        self.config[usize::from(PCIE_CAP) + 1] = 0;
+        self.config[usize::from(PCIE_CAP) + 1] = MSIX_CAP;
+        self.config[usize::from(MSIX_CAP)] = 0x11;
+        self.config[usize::from(MSIX_CAP) + 1] = SSVID_CAP;
+        self.config[usize::from(SSVID_CAP)] = 0x0d;
+        self.config[usize::from(SSVID_CAP) + 1] = 0;
         // Version 2, root port (type 4), slot implemented.
         self.set16(PCIE_CAP + 2, 0x0002 | (4 << 4) | (1 << 8));
         self.set32(PCIE_CAP + slot::SLTCAP, 0x7b | (u32::from(number) << 19));
@@ -611,32 +620,52 @@ impl FakePci {
     }
 
     /// `-machine q35` with two `pcie-root-port`s at 00:10.0 and 00:11.0
-    /// (hot-plug slots 1 and 2, native mode):
-    /// Q35 host bridge, ICH9 LPC (multifunction, PIRQ A–H routes at
-    /// 0x60..0x63 and 0x68..0x6b), ICH9 AHCI (BAR4 I/O 32, BAR5 4 KiB, pin A)
-    /// and ICH9 SMBus (BAR4 I/O 64).
+    /// (hot-plug slots 1 and 2, native mode; BAR0 is their 4 KiB MSI-X
+    /// table), Q35 host bridge, ICH9 LPC (multifunction, PIRQ A–H routes at
+    /// 0x60..0x63 and 0x68..0x6b), ICH9 AHCI (BAR4 I/O 32, BAR5 4 KiB, pin
+    /// A, MSI and SATA capabilities) and ICH9 SMBus (BAR4 I/O 64, pin A).
+    /// The ICH9 functions are revision 2 and, like every function of a
+    /// multifunction device in QEMU, carry the multifunction bit.
     pub fn q35() -> Self {
         let pci = FakePci::new();
         let root = Segment::ROOT;
+        let msix = FakeBar::Mem32 { size: 0x1000, prefetchable: false };
         pci.insert(root, 0, 0, FakeFunction::endpoint(0x8086, 0x29c0, 0x06_00_00));
-        pci.insert(root, 0x10, 0, FakeFunction::bridge(0x1b36, 0x000c).pin(1).pcie_slot(1));
-        pci.insert(root, 0x11, 0, FakeFunction::bridge(0x1b36, 0x000c).pin(1).pcie_slot(2));
+        pci.insert(root, 0x10, 0, FakeFunction::bridge(0x1b36, 0x000c).bar(0, msix).pin(1).pcie_slot(1));
+        pci.insert(root, 0x11, 0, FakeFunction::bridge(0x1b36, 0x000c).bar(0, msix).pin(1).pcie_slot(2));
         pci.insert(
             root,
             0x1f,
             0,
-            FakeFunction::endpoint(0x8086, 0x2918, 0x06_01_00).multifunction().writable(0x60, 4).writable(0x68, 4),
+            FakeFunction::endpoint(0x8086, 0x2918, 0x06_01_00)
+                .revision(0x02)
+                .multifunction()
+                .writable(0x60, 4)
+                .writable(0x68, 4),
         );
         pci.insert(
             root,
             0x1f,
             2,
             FakeFunction::endpoint(0x8086, 0x2922, 0x01_06_01)
+                .revision(0x02)
+                .multifunction()
                 .bar(4, FakeBar::Io { size: 32 })
                 .bar(5, FakeBar::Mem32 { size: 0x1000, prefetchable: false })
+                .pin(1)
+                .capability(0x80, 0x05, &[0; 8])
+                .capability(0xa8, 0x12, &[0; 6]),
+        );
+        pci.insert(
+            root,
+            0x1f,
+            3,
+            FakeFunction::endpoint(0x8086, 0x2930, 0x0c_05_00)
+                .revision(0x02)
+                .multifunction()
+                .bar(4, FakeBar::Io { size: 64 })
                 .pin(1),
         );
-        pci.insert(root, 0x1f, 3, FakeFunction::endpoint(0x8086, 0x2930, 0x0c_05_00).bar(4, FakeBar::Io { size: 64 }));
         pci
     }
 }

@@ -1,8 +1,9 @@
 //! Legacy INTx routing: which ISA IRQ a function's interrupt pin reaches.
 //!
-//! Both chipsets route four PCI interrupt lines (PIRQs) through registers in
-//! their ISA bridge. The guest programs those registers itself (PIRQ A–D to
-//! 10, 10, 11, 11, as SeaBIOS does) and writes the result into each
+//! Both chipsets route PCI interrupt lines (PIRQs; four on PIIX3, eight on
+//! ICH9) through registers in their ISA bridge. The guest programs those
+//! registers itself (PIRQ A–D, and on ICH9 E–H too, to 10, 10, 11, 11, as
+//! SeaBIOS does) and writes the result into each
 //! function's INTERRUPT_LINE, so `irq` does not depend on the firmware and a
 //! hot-added function gets a line too. The slot→PIRQ rotation is the one the
 //! chipsets' ACPI tables describe (QEMU's i440fx and q35 DSDTs).
@@ -88,6 +89,9 @@ pub fn irq_for(chipset: Chipset, path: IrqPath, pin: u8) -> Option<u8> {
     let slot = usize::from(path.root_slot);
     let index = match chipset {
         Chipset::I440fx => (pin0 + slot + 3) & 3, // slot - 1, mod 4
+        // Slots 0-24 rotate over PIRQ E-H; 25-31 (the ICH9 functions at
+        // 0x1f) take PIRQ A-D by pin alone. E-H and A-D are programmed
+        // alike, so the index picks the line either way.
         Chipset::Q35 if slot <= 24 => (pin0 + slot) & 3,
         Chipset::Q35 => pin0 & 3,
         Chipset::Unknown => return None,

@@ -1,12 +1,19 @@
 //! PCI as a [`Subsystem`]: enumeration at boot, the hot-plug controllers'
 //! pollers, and the state they share.
 
+use alloc::boxed::Box;
 use alloc::rc::Rc;
+use alloc::string::String;
 use core::cell::RefCell;
+use core::fmt::Write;
 
 use super::Pci;
-use super::config::PortConfig;
+use super::config::{Bdf, ConfigSpace, PortConfig};
+use super::device::PciFunction;
 use super::hotplug;
+use crate::base::device::LocalFuture;
+use crate::control::request::{Reply, Request, fail};
+use crate::errno::Errno;
 use crate::klog;
 use crate::subsystem::{PendingWork, ServicesRef, Subsystem};
 
@@ -53,7 +60,62 @@ impl Subsystem for PciSubsystem {
         &["pci-hotplug"]
     }
 
+    fn verbs(&self) -> &'static [&'static str] {
+        &["pci"]
+    }
+
+    /// `pci config <bb:ss.f>`: the function's configuration space as hex.
+    fn serve(self: Rc<Self>, sys: ServicesRef, req: Request) -> LocalFuture<'static, Reply> {
+        Box::pin(async move {
+            let args = req.args();
+            let (["config", _], Some(bdf)) = (args.as_slice(), args.get(1).and_then(|a| parse_bdf(a))) else {
+                return fail(Errno::EINVAL, "usage: pci config <bb:ss.f>");
+            };
+            let Some(dev) = self.state.borrow().function(bdf) else {
+                return fail(Errno::ENOENT, alloc::format!("no PCI function {bdf}"));
+            };
+            let sizes: alloc::vec::Vec<(u8, u64)> = sys
+                .core
+                .borrow()
+                .data::<PciFunction>(dev)
+                .map(|f| f.bars.iter().map(|b| (b.index, b.size)).collect())
+                .unwrap_or_default();
+            Ok(config_dump(&PortConfig::new(sys.platform), bdf, &sizes).into_bytes())
+        })
+    }
+
     fn pending_work(&self) -> u32 {
         self.work.count()
     }
+}
+
+/// `bb:ss.f`, as the snapshot names functions.
+fn parse_bdf(text: &str) -> Option<Bdf> {
+    let (bus, rest) = text.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    let (bus, dev, func) =
+        (u8::from_str_radix(bus, 16).ok()?, u8::from_str_radix(dev, 16).ok()?, func.parse::<u8>().ok()?);
+    (dev < 32 && func < 8).then_some(Bdf::new(bus, dev, func))
+}
+
+/// The 256 bytes of a function's configuration space, 16 per line as
+/// `<offset>: <byte> ...`, then `bar<N> size <bytes>` for each BAR the
+/// guest sized (`rom` is BAR 6): what a test needs to compare a host fake
+/// with the real function.
+pub fn config_dump(cfg: &dyn ConfigSpace, bdf: Bdf, bar_sizes: &[(u8, u64)]) -> String {
+    let mut out = String::new();
+    for row in 0..16u8 {
+        let _ = write!(out, "{:02x}:", row * 16);
+        for word in 0..4u8 {
+            let value = cfg.read32(bdf, row * 16 + word * 4);
+            for byte in value.to_le_bytes() {
+                let _ = write!(out, " {byte:02x}");
+            }
+        }
+        out.push('\n');
+    }
+    for (index, size) in bar_sizes {
+        let _ = writeln!(out, "bar{index} size {size:#x}");
+    }
+    out
 }

@@ -19,6 +19,7 @@
 //! interleaving.
 
 mod binding;
+mod fake_vs_qemu;
 mod ide;
 mod lifetime_races;
 mod machine;

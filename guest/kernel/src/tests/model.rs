@@ -541,6 +541,22 @@ fn regression_same_name_under_another_parent_while_the_old_one_drains() {
     run(&steps).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// `b`'s removal has started (its parent `a` is being removed, waiting for
+/// `c`'s held read) when a new `b` is added elsewhere: the name is busy
+/// (EBUSY), not taken (EEXIST), although the old `b` is still on the bus.
+#[test]
+fn regression_a_name_whose_removal_started_is_busy_not_taken() {
+    let steps = [
+        (Op::Add { name: 0, parent: None }, 0),
+        (Op::Add { name: 1, parent: Some(0) }, 0),
+        (Op::Add { name: 2, parent: Some(1) }, 0),
+        (Op::HeldRead { name: 2 }, 0),
+        (Op::Del { name: 0 }, 1),
+        (Op::Add { name: 1, parent: None }, 0),
+    ];
+    run(&steps).unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// `a` (a child of `c`) is draining a held read under its own removal when
 /// `c`'s removal starts: `c` finished first and took `a`'s directory with it.
 #[test]

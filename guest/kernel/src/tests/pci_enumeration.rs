@@ -101,12 +101,16 @@ fn pc_and_q35_route_pirqs_and_compute_irq_lines() {
         [0x60, 0x61, 0x62, 0x63, 0x68, 0x69, 0x6a, 0x6b].map(|r| lpc.read(r, 1)),
         [10, 10, 11, 11, 10, 10, 11, 11]
     );
-    // Slots above 24 use the pin alone: INTA -> PIRQA -> 10.
+    // Slots 25-31 use the pin alone, on PIRQ A-D: INTA -> PIRQA -> 10
+    // (AHCI and SMBus both have pin A, as under QEMU).
     assert_eq!(function(&core, &pci, Bdf::new(0, 0x1f, 2)).irq_line, 10);
-    // Root ports at 16 and 17: (pin - 1 + slot) mod 4 -> PIRQA, PIRQB.
+    assert_eq!(function(&core, &pci, Bdf::new(0, 0x1f, 3)).irq_line, 10);
+    // Slots 0-24 rotate over PIRQ E-H: root ports at 16 and 17,
+    // (pin - 1 + slot) mod 4 -> PIRQE, PIRQF.
     assert_eq!(function(&core, &pci, Bdf::new(0, 0x10, 0)).irq_line, 10);
     assert_eq!(function(&core, &pci, Bdf::new(0, 0x11, 0)).irq_line, 10);
-    assert_eq!(function(&core, &pci, Bdf::new(0, 0x1f, 3)).irq_line, 0, "no pin");
+    // The host bridge has no pin.
+    assert_eq!(function(&core, &pci, Bdf::new(0, 0, 0)).irq_line, 0, "no pin");
 }
 
 #[test]
@@ -407,13 +411,13 @@ fn the_q35_snapshot_shows_multi_line_resources_escaped() {
     let (core, _pci) = boot(&cfg);
     let text = snapshot::render(&core, Some("root/pci0/00:1f.2")).unwrap();
     assert!(
-        text.contains("f root/pci0/00:1f.2/resource bar4 io 0xe000-0xe01f\\nbar5 mem32 0xc0800000-0xc0800fff\n"),
+        text.contains("f root/pci0/00:1f.2/resource bar4 io 0xe000-0xe01f\\nbar5 mem32 0xc0002000-0xc0002fff\n"),
         "{text}"
     );
     let port = snapshot::render(&core, Some("root/pci0/00:10.0")).unwrap();
     assert!(
         port.contains(
-            "f root/pci0/00:10.0/resource buses 01-04\\nwindow io 0xc000-0xcfff\\nwindow mem 0xc0000000-0xc03fffff\n"
+            "f root/pci0/00:10.0/resource bar0 mem32 0xc0000000-0xc0000fff\\nbuses 01-04\\nwindow io 0xc000-0xcfff\\nwindow mem 0xc0400000-0xc07fffff\n"
         ),
         "{port}"
     );

@@ -147,7 +147,7 @@ fn hello_lists_each_subsystems_verbs_and_features_in_list_order() {
     assert_eq!(
         features,
         "snapshot stats settle open read write close hold unhold bind unbind selftest poweroff devref faults \
-         testdev pci-hotplug ide fakehba fakescsi-hotplug"
+         testdev pci pci-hotplug ide fakehba fakescsi-hotplug"
     );
 }
 
