@@ -175,6 +175,13 @@ impl Qmp {
         }
     }
 
+    /// Close the connection under everyone's feet, as if QEMU had closed
+    /// its end: for testing how waits end when QMP goes away.
+    pub async fn sever(&self) -> std::io::Result<()> {
+        let writer = self.writer.lock().await;
+        sever(writer.as_ref())
+    }
+
     /// Position in the event log; pass it to [`Qmp::wait_event`] to see only
     /// events that arrive after this point.
     pub fn cursor(&self) -> usize {
@@ -206,6 +213,14 @@ impl Qmp {
             }
         }
     }
+}
+
+/// Shut a socket down both ways through a duplicate of its descriptor: the
+/// reader sees end of stream, the peer sees the connection close.
+pub(crate) fn sever(stream: &UnixStream) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let fd = stream.as_fd().try_clone_to_owned()?;
+    std::os::unix::net::UnixStream::from(fd).shutdown(std::net::Shutdown::Both)
 }
 
 async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mut String) -> Result<usize> {

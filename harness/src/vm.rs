@@ -154,19 +154,26 @@ impl Vm {
         };
         ensure_images()?;
         let artifacts = if config.quiet { None } else { Some(Artifacts::create(&config.name)?) };
+        remove_stale_socket_dirs();
         // Private: whoever can reach the sockets can drive the VM.
         let sockets = tempfile::Builder::new()
             .prefix("harness-")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .context("creating the socket directory")?;
+        // Names its owner, so a later run can remove it if this process is
+        // SIGKILLed (and `TempDir`'s drop never runs).
+        std::fs::write(sockets.path().join(OWNER_FILE), std::process::id().to_string())
+            .context("writing the socket directory's owner file")?;
         let qmp_socket = sockets.path().join("qmp.sock");
         let control_socket = sockets.path().join("control.sock");
         let console_socket = config.console_unread.then(|| sockets.path().join("console.sock"));
         let disk = match &config.profile.disk_image {
             Some(file) => {
                 let copy = sockets.path().join(file);
-                std::fs::copy(images::path(file), &copy).with_context(|| format!("copying {file} for this VM"))?;
+                let image = images::path(file);
+                std::fs::copy(&image, &copy)
+                    .with_context(|| format!("copying the disk image {} for this VM", image.display()))?;
                 Some(copy)
             }
             None => None,
@@ -250,6 +257,7 @@ impl Vm {
             stderr: Arc::clone(&stderr),
             console_log: console_log.clone(),
             control: None,
+            qemu_pid,
         };
 
         // QEMU creates both sockets before it reads QMP; poll for QMP.
@@ -312,6 +320,7 @@ impl Vm {
             console_log: console_log.clone(),
             artifacts_dir: artifacts.as_ref().map(|a| a.dir().to_path_buf()),
             timeouts: config.timeouts,
+            qemu_pid,
         };
         Ok(Vm {
             config,
@@ -593,6 +602,27 @@ pub async fn kvm_self_test() -> bool {
         .await
 }
 
+/// In each socket directory: the pid of the process that created it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Remove the socket directories (`$TMPDIR/harness-*`) left by harness
+/// processes that were killed before they could clean up: only directories
+/// with an owner file whose process is gone. Best effort: a directory that
+/// cannot be read or removed is left alone.
+pub fn remove_stale_socket_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("harness-") {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(entry.path().join(OWNER_FILE)) else { continue };
+        let Ok(pid) = owner.trim().parse::<u32>() else { continue };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Build the disk and CD images once per process.
 fn ensure_images() -> Result<()> {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
@@ -628,6 +658,7 @@ pub struct Waiter {
     console_log: PathBuf,
     artifacts_dir: Option<PathBuf>,
     timeouts: Timeouts,
+    qemu_pid: Option<u32>,
 }
 
 impl Waiter {
@@ -639,6 +670,7 @@ impl Waiter {
             stderr: Arc::clone(&self.stderr),
             console_log: self.console_log.clone(),
             control: Some(self.control.clone()),
+            qemu_pid: self.qemu_pid,
         };
         starting.within(what, timeout, fut).await.map_err(|e| self.enrich(e))
     }
@@ -685,6 +717,22 @@ impl Waiter {
     }
 }
 
+/// Resolves with QEMU's pid once the process is stopped (state `T` or `t`
+/// in `/proc/<pid>/stat`); never without a pid. A stopped QEMU neither exits
+/// nor closes its sockets, so without this a wait would run into its
+/// timeout.
+async fn stopped(pid: Option<u32>) -> u32 {
+    let Some(pid) = pid else { return std::future::pending().await };
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        if matches!(state, Some('T' | 't')) {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The waiting logic shared by boot (before a `Vm` exists) and `Vm::within`.
 struct Starting {
     exit: ExitWatch,
@@ -692,6 +740,8 @@ struct Starting {
     console_log: PathBuf,
     /// For the guest's `* bug` lines, once connected.
     control: Option<Control>,
+    /// To see QEMU stopped (SIGSTOP): it then neither exits nor answers.
+    qemu_pid: Option<u32>,
 }
 
 impl Starting {
@@ -717,6 +767,13 @@ impl Starting {
                     None => Err(e.context(format!("while waiting for {what}"))),
                 },
             },
+            pid = stopped(self.qemu_pid) => {
+                Err(anyhow!(
+                    "QEMU (pid {pid}) is stopped (SIGSTOP or a debugger), so nothing can answer, while waiting for \
+                     {what}{}",
+                    self.last_words()
+                ))
+            }
             status = exited(self.exit.clone()) => {
                 // Let QEMU's stderr reader and the channels catch up with
                 // what was said before the exit.

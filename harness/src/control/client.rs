@@ -349,6 +349,13 @@ impl Control {
         out
     }
 
+    /// Close the channel under everyone's feet, as if QEMU had closed its
+    /// end: for testing how waits end when the channel goes away.
+    pub async fn sever(&self) -> std::io::Result<()> {
+        let writer = self.writer.lock().await;
+        crate::qmp::sever(writer.as_ref())
+    }
+
     /// Stop (true) or resume (false) reading the channel, as a slow reader
     /// would: the guest's output then backs up in QEMU and the guest's
     /// UART. For testing that the guest keeps working meanwhile.
