@@ -25,7 +25,8 @@ pub const CONSOLE_TAIL_BYTES: u64 = 16 << 10;
 /// far beyond any scenario; tests of the bounds themselves lower them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Bytes of uevents kept (action, devpath, keys and values).
+    /// Bytes of memory uevents may take (their text, plus the overhead of
+    /// each key and value as strings).
     pub uevent_bytes: usize,
     /// Bytes of notice lines kept.
     pub notice_bytes: usize,

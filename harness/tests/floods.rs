@@ -57,11 +57,13 @@ fn artifact(vm: &Vm, file: &str) -> Result<String> {
 
 #[tokio::test]
 async fn a_uevent_flood_ends_in_an_error_naming_the_limit() -> Result<()> {
-    let vm = boot("flood_uevents", Limits { uevent_bytes: 64 << 10, ..Limits::default() }, true).await?;
-    let err = vm.call("selftest flood uevents 16").await.expect_err("128 KB of uevents pass a 64 KiB limit");
+    // Each line of ~1000 tiny keys weighs ~90 KB in memory, so 2 MiB (a
+    // quarter of the default) are reached after ~23 lines, 190 KB on the wire.
+    let vm = boot("flood_uevents", Limits { uevent_bytes: 2 << 20, ..Limits::default() }, true).await?;
+    let err = vm.call("selftest flood uevents 40").await.expect_err("40 such uevents pass a 2 MiB limit");
     let text = format!("{err:#}");
     ensure!(
-        text.contains("the guest sent more than 64 KiB of uevents") && text.contains("Limits::uevent_bytes"),
+        text.contains("the guest sent more than 2 MiB of uevents") && text.contains("Limits::uevent_bytes"),
         "{text}"
     );
     ensure!(

@@ -72,6 +72,9 @@ pub struct Received<T> {
     pub item: T,
 }
 
+/// Bytes an allocator adds to each heap block, roughly (glibc: 16).
+const ALLOCATION_OVERHEAD: usize = 16;
+
 /// What the guest said besides replies, bounded in bytes ([`Limits`]).
 #[derive(Default)]
 struct Log {
@@ -94,7 +97,11 @@ impl Log {
     /// Keep a uevent, or say why the channel must stop.
     fn add_uevent(&mut self, item: Received<Uevent>) -> Result<(), ControlError> {
         let u = &item.item;
-        let size = u.action.len() + u.devpath.len() + u.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+        // What it costs in memory, not on the wire: each key is two strings,
+        // so a line of thousands of tiny keys weighs ten times its length.
+        let per_key = std::mem::size_of::<(String, String)>() + 2 * ALLOCATION_OVERHEAD;
+        let size =
+            u.action.len() + u.devpath.len() + u.env.iter().map(|(k, v)| k.len() + v.len() + per_key).sum::<usize>();
         if self.uevent_bytes + size > self.limits.uevent_bytes {
             return Err(ControlError::Closed(format!(
                 "the guest sent more than {} of uevents ({} uevents kept); the harness stopped reading it \
