@@ -34,7 +34,6 @@ pub mod qmp;
 pub mod scenario;
 pub mod stats;
 pub mod transcript;
-pub mod usb;
 pub mod vm;
 
 pub use vm::{Timeouts, Vm, VmConfig};

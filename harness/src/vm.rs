@@ -530,9 +530,9 @@ impl Vm {
         let snapshot = self.snapshot().await?;
         let qemu = self.query_pci().await?;
         crate::checks::pci_matches_qemu(&snapshot, &qemu)?;
-        let hubs = crate::usb::root_hubs(self, &snapshot).await?;
-        let devices = crate::usb::qemu_usb_devices(self).await?;
-        crate::usb::usb_matches_qemu(&snapshot, &devices, &hubs)?;
+        let hubs = crate::bus::usb::root_hubs(self, &snapshot).await?;
+        let devices = crate::bus::usb::qemu_usb_devices(self).await?;
+        crate::bus::usb::usb_matches_qemu(&snapshot, &devices, &hubs)?;
         Ok(snapshot)
     }
 

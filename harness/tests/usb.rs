@@ -64,3 +64,13 @@ async fn refusals_pc() -> Result<()> {
 async fn refusals_q35() -> Result<()> {
     common::scenario("q35", "usb-refusals").await
 }
+
+#[tokio::test]
+async fn controller_hotplug_pc() -> Result<()> {
+    common::scenario("pc", "usb-controller-hotplug").await
+}
+
+#[tokio::test]
+async fn controller_hotplug_q35() -> Result<()> {
+    common::scenario("q35", "usb-controller-hotplug").await
+}

@@ -10,17 +10,17 @@
 //!   finish and send DEVICE_DELETED;
 //! - [`scsi`]: QEMU removes the device on its own (about 50 ms after
 //!   `device_del`); the guest notices after the fact.
-//!
-//! USB unplugs like SCSI, without asking the guest; it has no locator yet
-//! because the guest has no USB driver.
+//! - [`usb`]: QEMU removes the device at once, without asking the guest;
+//!   the guest sees the port go and removes the subtree.
 //!
 //! Adding a bus: a module with a `locate(vm, id) -> Result<Location>`, a
 //! [`BusKind`] variant, and its QEMU driver names in [`BusKind::of_driver`].
 
 pub mod pci;
 pub mod scsi;
+pub mod usb;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::vm::Vm;
@@ -88,7 +88,7 @@ pub async fn locate(vm: &Vm, kind: BusKind, id: &str) -> Result<Location> {
     match kind {
         BusKind::Pci => pci::locate(vm, id).await,
         BusKind::Scsi => scsi::locate(vm, id).await,
-        BusKind::Usb => bail!("cannot locate USB device {id} in the guest: the guest has no USB driver yet"),
+        BusKind::Usb => usb::locate(vm, id).await,
     }
 }
 

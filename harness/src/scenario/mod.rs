@@ -51,6 +51,7 @@ const IDE_DISK: &[&str] = &["ide-disk"];
 const IDE_CD: &[&str] = &["ide-cd"];
 const IDE_DISK_AND_CD: &[&str] = &["ide-disk", "ide-cd"];
 const USB_UHCI: &[&str] = &["usb-uhci"];
+const USB_UHCI_AND_PCI_HOTPLUG: &[&str] = &["usb-uhci", "pci-hotplug"];
 
 pub fn all() -> Vec<Scenario> {
     vec![
@@ -215,6 +216,12 @@ pub fn all() -> Vec<Scenario> {
             summary: "occupied port, missing port, unknown model: QEMU's text, and the VM keeps working",
             needs: USB_UHCI,
             run: |vm| Box::pin(usb::refusals(vm)),
+        },
+        Scenario {
+            name: "usb-controller-hotplug",
+            summary: "a second UHCI hot-added over PCI with devices and a hub behind it, then unplugged: everything below goes first",
+            needs: USB_UHCI_AND_PCI_HOTPLUG,
+            run: |vm| Box::pin(usb::controller_hotplug(vm)),
         },
     ]
 }

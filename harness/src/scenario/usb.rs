@@ -35,7 +35,7 @@ pub async fn hid(vm: &mut Vm) -> Result<Goldens> {
     let snapshot = vm.checked_snapshot().await?;
     goldens.push("usb_hid_root_ports", snapshot.subtree(&controller).render());
 
-    vm.usb_unplug("mouse2").await?;
+    vm.unplug("mouse2").await?;
     vm.checked_snapshot().await?;
     vm.usb_plug(&usb("usb-hub", "hub2", "2")).await?;
     vm.checked_snapshot().await?;
@@ -49,7 +49,7 @@ pub async fn hid(vm: &mut Vm) -> Result<Goldens> {
     goldens.push("usb_hid_behind_hub", snapshot.subtree(&controller).render());
 
     for id in ["mouse24", "kbd1", "hub2"] {
-        vm.usb_unplug(id).await?;
+        vm.unplug(id).await?;
         vm.checked_snapshot().await?;
     }
     let left = vm.snapshot().await?;
@@ -112,7 +112,7 @@ pub async fn hub_tree(vm: &mut Vm) -> Result<Goldens> {
 
     let middle = vm.usb_devpath("hub12").await?;
     let cursor = vm.control.uevent_cursor();
-    vm.usb_unplug("hub12").await?;
+    vm.unplug("hub12").await?;
     let removes = removes_below(vm, cursor, &middle, &format!("{controller}/usb1"));
     check_depth_first(&removes)?;
     let expected = full.entries().iter().filter(|e| {
@@ -124,7 +124,7 @@ pub async fn hub_tree(vm: &mut Vm) -> Result<Goldens> {
     vm.checked_snapshot().await?;
 
     for id in ["hub1"] {
-        vm.usb_unplug(id).await?;
+        vm.unplug(id).await?;
     }
     vm.checked_snapshot().await?;
     vm.stats().await?.check_baseline(&baseline)?;
@@ -152,7 +152,7 @@ pub async fn replug_different_device(vm: &mut Vm) -> Result<Goldens> {
     ensure!(removed.frame < added.frame, "the old device must go before the new one comes");
     let snapshot = vm.checked_snapshot().await?;
     ensure!(snapshot.value(&format!("{devpath}/product")) == Some("QEMU USB Mouse"), "the new device is the mouse");
-    vm.usb_unplug("after").await?;
+    vm.unplug("after").await?;
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(Goldens::new())
 }
@@ -167,7 +167,7 @@ pub async fn port_reuse_stale_handle(vm: &mut Vm) -> Result<Goldens> {
     let stale = vm.call_text(&format!("open {product}")).await?;
     vm.call(&format!("devref get {}", old.devpath)).await?;
     let old_generation = vm.stats().await?.device(&old.devpath)?.generation;
-    vm.usb_unplug("old").await?;
+    vm.unplug("old").await?;
 
     let (ucursor, ncursor) = (vm.control.uevent_cursor(), vm.control.notice_cursor());
     vm.device_add(&usb("usb-mouse", "new", "1")).await?;
@@ -190,7 +190,7 @@ pub async fn port_reuse_stale_handle(vm: &mut Vm) -> Result<Goldens> {
         vm.call(&format!("close {handle}")).await?;
     }
     vm.checked_snapshot().await?;
-    vm.usb_unplug("new").await?;
+    vm.unplug("new").await?;
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(Goldens::new())
 }
@@ -204,7 +204,7 @@ pub async fn fifty_cycles(vm: &mut Vm) -> Result<Goldens> {
         let model = if cycle % 2 == 0 { "usb-kbd" } else { "usb-hub" };
         let id = format!("cycle{cycle}");
         vm.usb_plug(&usb(model, &id, "1")).await.with_context(|| format!("cycle {cycle}"))?;
-        vm.usb_unplug(&id).await.with_context(|| format!("cycle {cycle}"))?;
+        vm.unplug(&id).await.with_context(|| format!("cycle {cycle}"))?;
     }
     vm.settle().await?;
     let stats = vm.stats().await?;
@@ -242,8 +242,43 @@ pub async fn refusals(vm: &mut Vm) -> Result<Goldens> {
     vm.usb_plug(&usb("usb-tablet", "tablet2", "2")).await.context("a valid plug after the refusals")?;
     vm.checked_snapshot().await?;
     for id in ["kbd1", "tablet2"] {
-        vm.usb_unplug(id).await?;
+        vm.unplug(id).await?;
     }
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(goldens)
+}
+
+/// A second UHCI controller hot-added over PCI with a keyboard and a hub
+/// (with a mouse behind it) on its own bus `usb2`, then unplugged: the
+/// guest removes everything below the controller, depth first, before the
+/// function itself, and only then ejects it.
+pub async fn controller_hotplug(vm: &mut Vm) -> Result<Goldens> {
+    let mut goldens = Goldens::new();
+    let baseline = vm.stats().await?;
+    let slot = vm.config.profile.pci_slot(1)?;
+    let function = vm.plug(&Plug::new("piix3-usb-uhci", "uhci2").at(&slot)).await?;
+    vm.checked_snapshot().await?;
+    for (model, id, port) in [("usb-kbd", "kbd1", "1"), ("usb-hub", "hub2", "2"), ("usb-mouse", "mouse21", "2.1")] {
+        let plugged = vm.usb_plug(&Plug::new(model, id).bus("uhci2.0").prop("port", port)).await?;
+        ensure!(plugged.devpath.contains("/usb2/"), "the second controller's bus is usb2: {}", plugged.devpath);
+        vm.checked_snapshot().await?;
+    }
+    let snapshot = vm.checked_snapshot().await?;
+    let prefix = function.devpath.rsplit_once('/').map(|(p, _)| p).unwrap_or_default().to_string();
+    let relative = snapshot.subtree(&function.devpath).render().replace(&format!("{prefix}/"), "");
+    goldens.push("usb_controller_hotplug", relative);
+
+    let cursor = vm.control.uevent_cursor();
+    let unplugged = vm.unplug("uhci2").await?;
+    ensure!(
+        unplugged.order == crate::hotplug::UnplugOrder::RemovedBeforeEject,
+        "the guest must remove the controller before it ejects it: {unplugged:?}"
+    );
+    let removes = removes_below(vm, cursor, &function.devpath, &prefix);
+    check_depth_first(&removes)?;
+    ensure!(removes.last().map(String::as_str) == function.devpath.strip_prefix(&format!("{prefix}/")));
+    goldens.push("usb_controller_remove_order", removes.join("\n") + "\n");
+    vm.checked_snapshot().await?;
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(goldens)
 }

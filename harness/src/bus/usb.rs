@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::{Location, Removal};
 use crate::driverfs::Snapshot;
 use crate::hotplug::Plug;
 use crate::vm::Vm;
@@ -209,31 +210,37 @@ pub struct UsbPlugged {
     pub interface_latency: Duration,
 }
 
-#[derive(Clone, Debug)]
-pub struct UsbUnplugged {
-    pub devpath: String,
-    /// `device_del` returned → the guest's `remove` of the device.
-    pub removed_after: Duration,
+/// Where the guest shows the USB device QEMU calls `id`: its controller's
+/// root hub (read from the guest: `usb<N>` under the controller's PCI
+/// function) and QOM's `port` (`1-2.3`). USB devices go without asking
+/// the guest.
+pub async fn locate(vm: &Vm, id: &str) -> Result<Location> {
+    let devices = qemu_usb_devices(vm).await?;
+    let d = devices
+        .iter()
+        .find(|d| d.id.as_deref() == Some(id))
+        .with_context(|| format!("QEMU has no USB device with id {id:?}"))?;
+    let controller = d.controller.rsplit('/').next().unwrap_or_default();
+    let function = vm.pci_devpath(controller).await?;
+    let bytes = vm.call("snapshot").await?;
+    let snapshot = Snapshot::parse(&bytes).context("the guest's snapshot is malformed")?;
+    let hubs: Vec<&str> = snapshot.children(&function).into_iter().filter(|c| c.starts_with("usb")).collect();
+    let [hub] = hubs.as_slice() else {
+        bail!("the guest shows {} root hubs under {function} ({controller}): {hubs:?}", hubs.len())
+    };
+    Ok(Location { devpath: device_devpath(&format!("{function}/{hub}"), &d.port), removal: Removal::QemuAlone })
 }
 
 impl Vm {
-    /// QEMU's USB devices and the guest's root hubs, for locating devices.
-    pub async fn usb_devpath(&mut self, id: &str) -> Result<String> {
-        let snapshot = self.snapshot().await?;
-        let hubs = root_hubs(self, &snapshot).await?;
-        let devices = qemu_usb_devices(self).await?;
-        let d = devices
-            .iter()
-            .find(|d| d.id.as_deref() == Some(id))
-            .with_context(|| format!("QEMU has no USB device with id {id:?}"))?;
-        let root = hubs.get(&d.controller).with_context(|| format!("no root hub for {}", d.controller))?;
-        Ok(device_devpath(root, &d.port))
+    /// Where the guest must show the USB device QEMU calls `id`.
+    pub async fn usb_devpath(&self, id: &str) -> Result<String> {
+        Ok(locate(self, id).await?.devpath)
     }
 
     /// `device_add` a USB device (always with `bus` and `port`, or QEMU may
     /// invent a hub) and wait for the guest's `add` of it and of its first
     /// interface.
-    pub async fn usb_plug(&mut self, plug: &Plug) -> Result<UsbPlugged> {
+    pub async fn usb_plug(&self, plug: &Plug) -> Result<UsbPlugged> {
         if plug.bus.is_none() || !plug.props.iter().any(|(k, _)| k == "port") {
             bail!("USB device {} needs bus= and port= (without them QEMU may add a hub of its own)", plug.id);
         }
@@ -256,20 +263,6 @@ impl Vm {
             add_latency: added.at.saturating_duration_since(returned),
             interface_latency: iface.at.saturating_duration_since(returned),
         })
-    }
-
-    /// `device_del` a USB device: QEMU's DEVICE_DELETED and the guest's
-    /// `remove` of the device (everything below it went before).
-    pub async fn usb_unplug(&mut self, id: &str) -> Result<UsbUnplugged> {
-        let devpath = self.usb_devpath(id).await?;
-        let (ucursor, qcursor) = (self.control.uevent_cursor(), self.qmp.cursor());
-        self.device_del(id).await.with_context(|| format!("device_del {id}"))?;
-        let returned = Instant::now();
-        let what = format!("remove {devpath}");
-        let removed = self.wait_uevent(ucursor, &what, |u| u.action == "remove" && u.devpath == devpath);
-        let deleted = self.wait_device_deleted(qcursor, id);
-        let (removed, _) = tokio::try_join!(removed, deleted)?;
-        Ok(UsbUnplugged { devpath, removed_after: removed.at.saturating_duration_since(returned) })
     }
 }
 
