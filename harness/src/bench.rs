@@ -7,6 +7,8 @@
 //! - hotplug: `device_add` → the guest's `add` uevent, `device_del` →
 //!   DEVICE_DELETED and → the guest's `remove`, and plug+unplug cycles per
 //!   second, on one booted guest per profile;
+//! - usb: `device_add usb-kbd` → the guest's `add` of the device and of its
+//!   interface, `device_del` → its `remove`, cycles per second;
 //! - media: a CD medium change through QMP → the guest's `change` uevent
 //!   (profiles with an IDE CD).
 //!
@@ -81,7 +83,7 @@ pub struct Options {
     pub runs: usize,
     pub profiles: Vec<String>,
     pub firmwares: Vec<Firmware>,
-    /// Which groups to run: `boot`, `hotplug`, `media` (all when empty).
+    /// Which groups to run: `boot`, `hotplug`, `usb`, `media` (all when empty).
     pub only: Vec<String>,
 }
 
@@ -135,6 +137,49 @@ pub async fn hotplug_latency(profile: &str, runs: usize) -> Result<Vec<Measureme
     ])
 }
 
+/// `device_add usb-kbd` → the guest's `add` of the device and of its
+/// interface (Linux took 464 ms here: root-hub polling and debounce).
+pub const USB_PLUG_GOAL_MS: f64 = 50.0;
+/// `device_del` of a USB device → the guest's `remove`.
+pub const USB_UNPLUG_GOAL_MS: f64 = 20.0;
+
+/// Plug and unplug a `usb-kbd` on root port 1 of the profile's UHCI
+/// controller, `runs` times. Profiles without one give no rows.
+pub async fn usb_latency(profile: &str, runs: usize) -> Result<Vec<Measurement>> {
+    let firmware = Firmware::default();
+    let mut config = VmConfig::new(profile, &format!("bench-usb-{profile}"))?;
+    config.quiet = true;
+    let vm = Vm::boot(config).await?;
+    if vm.config.profile.lacks(&["usb-uhci"]).is_some() {
+        vm.shutdown().await?;
+        return Ok(Vec::new());
+    }
+    let (mut added, mut interface, mut removed, mut cycles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let start = std::time::Instant::now();
+        let id = format!("kbd{i}");
+        let plugged = vm.usb_plug(&Plug::new("usb-kbd", &id).bus("uhci.0").prop("port", "1")).await?;
+        let unplugged = vm.unplug(&id).await?;
+        cycles.push(start.elapsed());
+        added.push(plugged.add_latency);
+        interface.push(plugged.interface_latency);
+        removed.push(unplugged.removed_after);
+    }
+    vm.shutdown().await?;
+    Ok(vec![
+        Measurement::latency("usb: device_add kbd -> add", profile, firmware, &added, Some(USB_PLUG_GOAL_MS)),
+        Measurement::latency(
+            "usb: device_add kbd -> interface add",
+            profile,
+            firmware,
+            &interface,
+            Some(USB_PLUG_GOAL_MS),
+        ),
+        Measurement::latency("usb: device_del -> remove", profile, firmware, &removed, Some(USB_UNPLUG_GOAL_MS)),
+        Measurement::rate("usb: plug+unplug cycles", profile, firmware, &cycles),
+    ])
+}
+
 /// `blockdev-change-medium` issued → the guest's `change` uevent for the new
 /// medium (tray open and close, sense sequence, capacity and volume read).
 pub async fn media_latency(profile: &str, runs: usize) -> Result<Vec<Measurement>> {
@@ -171,6 +216,9 @@ pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> 
             let ms = hotplug_latency(profile, options.runs.max(10)).await?;
             eprintln!("bench: hot-plug on {profile} done");
             results.extend(ms);
+        }
+        if wants("usb") {
+            results.extend(usb_latency(profile, options.runs.max(10)).await?);
         }
         if wants("media") {
             results.extend(media_latency(profile, options.runs.max(10)).await?);

@@ -42,7 +42,7 @@ enum Command {
         /// Firmwares to compare (repeatable): qboot, seabios.
         #[arg(long = "firmware", default_values_t = ["qboot".to_string(), "seabios".to_string()])]
         firmwares: Vec<String>,
-        /// Only these groups (repeatable): boot, hotplug, media.
+        /// Only these groups (repeatable): boot, hotplug, usb, media.
         #[arg(long)]
         only: Vec<String>,
         #[arg(long, default_value = "target/bench")]
@@ -97,8 +97,8 @@ async fn dispatch(command: Command) -> Result<bool> {
             for p in &profiles {
                 profile::Profile::get(p)?;
             }
-            if let Some(bad) = only.iter().find(|g| !["boot", "hotplug", "media"].contains(&g.as_str())) {
-                anyhow::bail!("unknown bench group {bad:?} (boot, hotplug, media)");
+            if let Some(bad) = only.iter().find(|g| !["boot", "hotplug", "usb", "media"].contains(&g.as_str())) {
+                anyhow::bail!("unknown bench group {bad:?} (boot, hotplug, usb, media)");
             }
             bench::run(&bench::Options { runs: runs.max(1), profiles, firmwares, only }, &out).await?;
             Ok(true)

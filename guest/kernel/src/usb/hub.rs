@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use super::descriptor::{self, Configuration, DeviceDescriptor, Endpoint, HubDescriptor, TransferType};
 use super::device::{PortPath, UsbDevice, UsbInterface, interface_name};
 use super::hcd::{self, Pipe, PortStatus, Transfer, TransferId, UsbError, port};
-use super::request::{self, MAX_DESCRIPTOR, hub as hubreq};
+use super::request::{self, hub as hubreq};
 use super::{Attachment, Enumerated, UsbContext, UsbDev, UsbHost, control};
 use crate::base::{DeviceId, DeviceState, device_unregister};
 use crate::errno::Errno;
@@ -411,17 +411,20 @@ async fn configure(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) -
     host.hc.reset_pipes(dev.address);
     let raw = control(ctx, host, dev, request::device_descriptor(DeviceDescriptor::LEN as u16), Vec::new()).await?;
     let descriptor = DeviceDescriptor::parse(&raw).ok_or(UsbError::Protocol)?;
-    let mut raw = control(ctx, host, dev, request::config_descriptor(MAX_DESCRIPTOR), Vec::new()).await?;
+    // Exact lengths: QEMU's UHCI runs about one TD per frame on a control
+    // pipe, so a 255-byte read of a 34-byte descriptor costs 30 frames.
+    let head = Configuration::HEADER_LEN as u16;
+    let raw = control(ctx, host, dev, request::config_descriptor(head), Vec::new()).await?;
     let total = Configuration::total_length(&raw).ok_or(UsbError::Protocol)?;
-    if usize::from(total) > raw.len() {
-        raw = control(ctx, host, dev, request::config_descriptor(total.min(4096)), Vec::new()).await?;
-    }
+    let raw = control(ctx, host, dev, request::config_descriptor(total.clamp(head, 4096)), Vec::new()).await?;
     let config = Configuration::parse(&raw).ok_or(UsbError::Protocol)?;
     let mut strings = [None, None, None];
     for (slot, index) in strings.iter_mut().zip([descriptor.i_manufacturer, descriptor.i_product, descriptor.i_serial])
     {
         if index != 0 {
-            let raw = control(ctx, host, dev, request::string_descriptor(index), Vec::new()).await?;
+            let head = control(ctx, host, dev, request::string_descriptor(index, 2), Vec::new()).await?;
+            let length = head.first().map_or(2, |l| u16::from(*l).max(2));
+            let raw = control(ctx, host, dev, request::string_descriptor(index, length), Vec::new()).await?;
             *slot = descriptor::parse_string(&raw);
         }
     }

@@ -6,8 +6,7 @@ use super::descriptor::{TYPE_CONFIG, TYPE_DEVICE, TYPE_HID_REPORT, TYPE_HUB, TYP
 /// English (US), the language every QEMU device answers in.
 pub const LANG_EN_US: u16 = 0x0409;
 
-/// Longest descriptor read in one go. QEMU truncates a descriptor to
-/// wLength, so reading 255 bytes gets the whole of anything shorter.
+/// Longest string descriptor (bLength is one byte).
 pub const MAX_DESCRIPTOR: u16 = 255;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,8 +60,9 @@ pub fn config_descriptor(length: u16) -> Setup {
     get_descriptor(TYPE_CONFIG, 0, 0, length)
 }
 
-pub fn string_descriptor(index: u8) -> Setup {
-    get_descriptor(TYPE_STRING, index, LANG_EN_US, MAX_DESCRIPTOR)
+/// The first `length` bytes of a string (2: just bLength and the type).
+pub fn string_descriptor(index: u8, length: u16) -> Setup {
+    get_descriptor(TYPE_STRING, index, LANG_EN_US, length.min(MAX_DESCRIPTOR))
 }
 
 /// A HID report descriptor, an interface-recipient GET_DESCRIPTOR.
@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn setup_packets_are_little_endian() {
         assert_eq!(device_descriptor(18).bytes(), [0x80, 0x06, 0x00, 0x01, 0x00, 0x00, 0x12, 0x00]);
-        assert_eq!(string_descriptor(2).bytes(), [0x80, 0x06, 0x02, 0x03, 0x09, 0x04, 0xff, 0x00]);
+        assert_eq!(string_descriptor(2, 300).bytes(), [0x80, 0x06, 0x02, 0x03, 0x09, 0x04, 0xff, 0x00]);
         assert_eq!(set_address(5).bytes(), [0x00, 0x05, 0x05, 0x00, 0, 0, 0, 0]);
         assert_eq!(hub::get_port_status(3).bytes(), [0xa3, 0x00, 0, 0, 0x03, 0x00, 0x04, 0x00]);
         assert_eq!(hub::clear_port_feature(1, hub::C_PORT_RESET).bytes(), [0x23, 0x01, 20, 0, 1, 0, 0, 0]);
