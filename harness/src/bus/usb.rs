@@ -270,6 +270,64 @@ impl Vm {
 mod tests {
     use super::*;
 
+    const ROOT: &str = "root/pci0/00:01.2/usb1";
+
+    /// A guest snapshot with the given devices (name, product, vendor).
+    fn guest(devices: &[(&str, &str, &str)]) -> Snapshot {
+        let mut text = String::from("d bus\nd bus/usb\nd bus/usb/devices\n");
+        for (name, _, _) in devices {
+            let port = name.trim_start_matches("1-");
+            text.push_str(&format!("l bus/usb/devices/{name} -> ../../../{}\n", device_devpath(ROOT, port)));
+        }
+        text.push_str("d root\nd root/pci0\nd root/pci0/00:01.2\nd root/pci0/00:01.2/usb1\n");
+        for (name, product, vendor) in devices {
+            let path = device_devpath(ROOT, name.trim_start_matches("1-"));
+            text.push_str(&format!(
+                "d {path}\nf {path}/idProduct 0001\nf {path}/idVendor {vendor}\nf {path}/product {product}\n"
+            ));
+        }
+        Snapshot::parse(text.as_bytes()).unwrap()
+    }
+
+    fn qemu(model: &str, port: &str) -> QemuUsbDevice {
+        QemuUsbDevice {
+            qom_path: format!("/machine/peripheral/{model}{port}"),
+            id: Some(format!("{model}{port}")),
+            model: model.into(),
+            port: port.into(),
+            controller: "/machine/peripheral/uhci".into(),
+        }
+    }
+
+    fn hubs() -> BTreeMap<String, String> {
+        BTreeMap::from([("/machine/peripheral/uhci".to_string(), ROOT.to_string())])
+    }
+
+    #[test]
+    fn the_usb_oracle_accepts_the_same_tree_and_names_each_difference() {
+        let kbd = ("1-1", "QEMU USB Keyboard", "0627");
+        usb_matches_qemu(&guest(&[kbd]), &[qemu("usb-kbd", "1")], &hubs()).unwrap();
+        let missing = usb_matches_qemu(&guest(&[]), &[qemu("usb-kbd", "1")], &hubs()).unwrap_err().to_string();
+        assert!(missing.contains("usb-kbd1 (usb-kbd, port 1) is not in the guest"), "{missing}");
+        let extra = usb_matches_qemu(&guest(&[kbd]), &[], &hubs()).unwrap_err().to_string();
+        assert!(
+            extra.contains("1-1 (root/pci0/00:01.2/usb1/1-1) is in the guest but QEMU has no device there"),
+            "{extra}"
+        );
+        let wrong = usb_matches_qemu(&guest(&[kbd]), &[qemu("usb-mouse", "1")], &hubs()).unwrap_err().to_string();
+        assert!(wrong.contains("1-1 product") && wrong.contains("QEMU USB Mouse"), "{wrong}");
+        let vendor =
+            usb_matches_qemu(&guest(&[("1-1", "QEMU USB Keyboard", "46f4")]), &[qemu("usb-kbd", "1")], &hubs())
+                .unwrap_err()
+                .to_string();
+        assert!(vendor.contains("idVendor"), "{vendor}");
+        let moved = usb_matches_qemu(&guest(&[kbd]), &[qemu("usb-kbd", "2")], &hubs()).unwrap_err().to_string();
+        assert!(moved.contains("port 2") && moved.contains("1-1 ("), "{moved}");
+        let no_root =
+            usb_matches_qemu(&guest(&[kbd]), &[qemu("usb-kbd", "1")], &BTreeMap::new()).unwrap_err().to_string();
+        assert!(no_root.contains("which has no root hub in the guest"), "{no_root}");
+    }
+
     #[test]
     fn devpaths_nest_behind_hubs() {
         assert_eq!(device_devpath("root/pci0/00:01.2/usb1", "2"), "root/pci0/00:01.2/usb1/1-2");
