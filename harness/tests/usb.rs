@@ -74,3 +74,13 @@ async fn controller_hotplug_pc() -> Result<()> {
 async fn controller_hotplug_q35() -> Result<()> {
     common::scenario("q35", "usb-controller-hotplug").await
 }
+
+#[tokio::test]
+async fn held_read_pc() -> Result<()> {
+    common::scenario("pc", "usb-held-read").await
+}
+
+#[tokio::test]
+async fn held_read_q35() -> Result<()> {
+    common::scenario("q35", "usb-held-read").await
+}

@@ -223,6 +223,12 @@ pub fn all() -> Vec<Scenario> {
             needs: USB_UHCI_AND_PCI_HOTPLUG,
             run: |vm| Box::pin(usb::controller_hotplug(vm)),
         },
+        Scenario {
+            name: "usb-held-read",
+            summary: "a read held on a keyboard's product while QEMU removes it: removal drains it, old value, ENODEV",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::held_read_across_surprise_removal(vm)),
+        },
     ]
 }
 

@@ -282,3 +282,46 @@ pub async fn controller_hotplug(vm: &mut Vm) -> Result<Goldens> {
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(goldens)
 }
+
+/// A read held inside show() on a keyboard's `product` while QEMU removes
+/// the keyboard (QEMU does not wait for the guest): the guest removes the
+/// interface and then the device, whose removal waits for the read; the
+/// read returns the old value; new opens get ENOENT and the old handle
+/// ENODEV afterwards; everything is released.
+pub async fn held_read_across_surprise_removal(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let kbd = vm.usb_plug(&usb("usb-kbd", "held", "1")).await?;
+    let product = format!("{}/product", kbd.devpath);
+    let handle = vm.call_text(&format!("open {product}")).await?;
+    vm.call(&format!("hold {product}")).await?;
+    let read = vm.send(&format!("read {handle}")).await?;
+    vm.wait_stats("the held read's active reference", |s| s.devices.get(&kbd.devpath).is_some_and(|d| d.active == 1))
+        .await?;
+
+    let ucursor = vm.control.uevent_cursor();
+    let unplugged = vm.start_unplug("held").await?;
+    let interface = format!("{}/{}:1.0", kbd.devpath, kbd.devpath.rsplit('/').next().unwrap_or_default());
+    vm.wait_uevent(ucursor, &format!("remove {}", kbd.devpath), |u| u.action == "remove" && u.devpath == kbd.devpath)
+        .await?;
+    let removes: Vec<String> =
+        vm.control.uevents().into_iter().skip(ucursor).filter(|u| u.action == "remove").map(|u| u.devpath).collect();
+    ensure!(removes == [interface.clone(), kbd.devpath.clone()], "interface, then device: {removes:?}");
+    let stats = vm
+        .wait_stats("the keyboard dying with the read inside it", |s| {
+            s.devices.get(&kbd.devpath).is_some_and(|d| d.state == "dying")
+        })
+        .await?;
+    ensure!(stats.device(&kbd.devpath)?.active == 1, "{stats:?}");
+    ensure!(vm.expect_errno(&format!("open {product}")).await? == "ENOENT", "no new open of a dying device");
+    ensure!(!read.is_answered(), "the held read finished early");
+
+    vm.call(&format!("unhold {product}")).await?;
+    ensure!(vm.wait_reply(read).await? == b"QEMU USB Keyboard\n", "the held read returns the old value");
+    unplugged.finish().await?;
+    vm.settle().await?;
+    ensure!(vm.expect_errno(&format!("read {handle}")).await? == "ENODEV", "the old handle reads ENODEV");
+    vm.call(&format!("close {handle}")).await?;
+    vm.checked_snapshot().await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(Goldens::new())
+}
