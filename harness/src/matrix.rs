@@ -99,9 +99,19 @@ pub struct CellResult {
 pub struct Options {
     pub jobs: usize,
     pub out_dir: PathBuf,
+    /// A cell that has not finished by then is failed and its QEMU killed;
+    /// its artifacts stay. Other cells are not affected.
+    pub cell_timeout: Duration,
 }
 
+/// The default [`Options::cell_timeout`]: several times the slowest cell.
+pub const CELL_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Run every applicable cell; print the table; write the reports.
+///
+/// Ctrl-C (SIGINT) stops the run: cells still running are failed as
+/// interrupted and their QEMUs killed, and the reports are still written for
+/// every cell.
 pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>> {
     let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
     // Cells in matrix order: a skip is decided now, the rest run in parallel.
@@ -125,9 +135,26 @@ pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>
                 continue;
             }
             let (limit, task_profile) = (Arc::clone(&limit), profile.clone());
+            let timeout = options.cell_timeout;
             let handle = tokio::spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore is never closed");
-                let result = run_cell(task_profile, &scenario).await;
+                let name = format!("matrix-{}-{}", task_profile.name, scenario.name);
+                let profile_name = task_profile.name.clone();
+                // On timeout the cell's future is dropped, which kills its
+                // QEMU; its artifacts stay (the run never passed).
+                let result =
+                    tokio::time::timeout(timeout, run_cell(task_profile, &scenario)).await.unwrap_or_else(|_| {
+                        CellResult {
+                            profile: profile_name,
+                            scenario: scenario.name.to_string(),
+                            outcome: Outcome::Failed,
+                            seconds: timeout.as_secs_f64(),
+                            error: Some(format!(
+                                "the cell did not finish within {timeout:?}: stopped, its QEMU killed"
+                            )),
+                            artifacts: Some(crate::artifacts::root().join(name)),
+                        }
+                    });
                 eprintln!("matrix: {}/{} {:?}", result.profile, scenario.name, result.outcome);
                 result
             });
@@ -135,18 +162,53 @@ pub async fn run(file: &MatrixFile, options: &Options) -> Result<Vec<CellResult>
         }
     }
     let mut results = Vec::new();
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
     for cell in cells {
         results.push(match cell {
             Cell::Skipped(result) => result,
-            // A panicking cell is a failed cell, not the end of the matrix.
-            Cell::Running { profile, scenario, handle } => handle.await.unwrap_or_else(|e| CellResult {
-                artifacts: Some(crate::artifacts::root().join(format!("matrix-{profile}-{scenario}"))),
-                profile,
-                scenario,
-                outcome: Outcome::Failed,
-                seconds: 0.0,
-                error: Some(format!("the cell panicked: {e}")),
-            }),
+            Cell::Running { profile, scenario, mut handle } => {
+                let mut joined = None;
+                if !interrupted {
+                    tokio::select! {
+                        result = &mut handle => joined = Some(result),
+                        _ = &mut interrupt => {
+                            eprintln!("matrix: interrupted; stopping the cells still running");
+                            interrupted = true;
+                        }
+                    }
+                }
+                let joined = match joined {
+                    Some(result) => result,
+                    None => {
+                        // Dropping the cell's future kills its QEMU.
+                        handle.abort();
+                        handle.await
+                    }
+                };
+                let artifacts = crate::artifacts::root().join(format!("matrix-{profile}-{scenario}"));
+                match joined {
+                    Ok(result) => result,
+                    Err(e) if e.is_cancelled() => CellResult {
+                        profile,
+                        scenario,
+                        outcome: Outcome::Failed,
+                        seconds: 0.0,
+                        error: Some("interrupted (Ctrl-C) before it finished".into()),
+                        artifacts: artifacts.exists().then_some(artifacts),
+                    },
+                    // A panicking cell is a failed cell, not the end of the matrix.
+                    Err(e) => CellResult {
+                        profile,
+                        scenario,
+                        outcome: Outcome::Failed,
+                        seconds: 0.0,
+                        error: Some(format!("the cell panicked: {e}")),
+                        artifacts: Some(artifacts),
+                    },
+                }
+            }
         });
     }
     write_reports(&results, &options.out_dir)?;

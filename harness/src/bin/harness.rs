@@ -30,6 +30,10 @@ enum Command {
         /// Where junit.xml and summary.json go.
         #[arg(long, default_value = "target/matrix")]
         out: PathBuf,
+        /// Seconds a cell may take before it is stopped and failed (its
+        /// QEMU killed, its artifacts kept).
+        #[arg(long, default_value_t = matrix::CELL_TIMEOUT.as_secs())]
+        cell_timeout: u64,
     },
     /// Measure latencies; medians as a table and as JSON.
     Bench {
@@ -82,14 +86,15 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<bool> {
     match command {
-        Command::Matrix { file, jobs, out } => {
+        Command::Matrix { file, jobs, out, cell_timeout } => {
             let file = matrix::MatrixFile::load(&file)?;
             let qemu = harness::qemu::locate()?;
             for profile in &file.profiles {
                 profile.check_against_qemu(&qemu)?;
             }
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            let results = matrix::run(&file, &matrix::Options { jobs, out_dir: out }).await?;
+            let cell_timeout = std::time::Duration::from_secs(cell_timeout);
+            let results = matrix::run(&file, &matrix::Options { jobs, out_dir: out, cell_timeout }).await?;
             Ok(results.iter().all(|r| r.outcome != matrix::Outcome::Failed))
         }
         Command::Bench { runs, profiles, firmwares, only, out } => {
