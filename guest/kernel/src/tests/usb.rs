@@ -45,7 +45,7 @@ impl Usb {
             let mut c = core.borrow_mut();
             let pci = c.bus_register("pci");
             let ctx = UsbContext::register(&mut c, &core, platform, exec.spawner(), pci);
-            ctx.root_poll_ticks.set(0);
+            ctx.root_poll_passes.set(1);
             let controller = c.device_register("ctl", None, None, Box::new(Controller)).unwrap();
             let hcd = Rc::new(FakeHcd::default());
             add_host(&ctx, &mut c, controller, "0000:00:01.2", "uhci_hcd", hcd.clone()).unwrap();

@@ -42,8 +42,8 @@ pub struct Hub {
     /// Ports whose device failed to enumerate; retried after the next
     /// connect change only.
     pub failed: u32,
-    /// When the root ports were last read (root hub only).
-    pub last_poll: u64,
+    /// Thread passes since the root ports were last read (root hub only).
+    pub passes_since_poll: u32,
 }
 
 impl Hub {
@@ -57,7 +57,7 @@ impl Hub {
             status_transfer: None,
             pending: 0,
             failed: 0,
-            last_poll: 0,
+            passes_since_poll: u32::MAX - 1,
         }
     }
 
@@ -71,7 +71,7 @@ impl Hub {
             status_transfer: None,
             pending: 0,
             failed: 0,
-            last_poll: 0,
+            passes_since_poll: u32::MAX - 1,
         }
     }
 }
@@ -104,11 +104,11 @@ fn with_hub<R>(host: &UsbHost, path: &[u8], f: impl FnOnce(&mut Hub) -> R) -> Op
 /// Find out which ports of one hub need attention and handle them.
 async fn service_hub(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, path: &[u8]) {
     if path.is_empty() {
-        let now = ctx.platform.ticks();
         let due = with_hub(host, path, |h| {
-            let due = h.last_poll == 0 || now.wrapping_sub(h.last_poll) >= ctx.root_poll_ticks.get();
+            h.passes_since_poll += 1;
+            let due = h.passes_since_poll >= ctx.root_poll_passes.get();
             if due {
-                h.last_poll = now.max(1);
+                h.passes_since_poll = 0;
             }
             due
         });

@@ -47,6 +47,10 @@ use crate::subsystem::{PendingWork, ServicesRef, Subsystem};
 
 pub const BUS_NAME: &str = "usb";
 
+/// See [`UsbContext::root_poll_passes`].
+pub const ROOT_POLL_PASSES: u32 = 4;
+const _: () = assert!((ROOT_POLL_PASSES as u64) < crate::subsystem::SETTLE_PASSES);
+
 /// What the USB subsystem shares between its drivers and tasks.
 pub struct UsbContext {
     pub platform: &'static dyn Platform,
@@ -57,9 +61,10 @@ pub struct UsbContext {
     pub work: PendingWork,
     pub bus: BusId,
     pub hosts: RefCell<Vec<Rc<UsbHost>>>,
-    /// TSC ticks between two reads of the root ports (each read takes
-    /// QEMU's big lock, which its frame timer needs too).
-    pub root_poll_ticks: Cell<u64>,
+    /// Hub-thread passes between two reads of the root ports: each read
+    /// takes QEMU's big lock, which its frame timer needs too; fewer than
+    /// `subsystem::SETTLE_PASSES`, so `settle` has always seen the ports.
+    pub root_poll_passes: Cell<u32>,
 }
 
 /// Where a device sits and whether it is still there.
@@ -186,7 +191,7 @@ impl UsbContext {
             work: PendingWork::default(),
             bus,
             hosts: RefCell::new(Vec::new()),
-            root_poll_ticks: Cell::new(1_000_000),
+            root_poll_passes: Cell::new(ROOT_POLL_PASSES),
         });
         drivers::register(core, &ctx);
         core.driver_register(pci_bus, Rc::new(uhci::UhciDriver { ctx: Rc::clone(&ctx) }));
