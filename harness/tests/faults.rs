@@ -295,3 +295,38 @@ async fn an_unwritable_artifact_directory_is_named_at_start() -> Result<()> {
     ensure!(stderr.contains("/dev/null/artifacts") && stderr.contains("Not a directory"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test]
+async fn abort_during_held_read() -> Result<()> {
+    fault_during(Fault::Signal("ABRT"), "abort", "read", READ, "killed by signal 6").await
+}
+
+#[tokio::test]
+async fn abort_during_media_change() -> Result<()> {
+    fault_during(Fault::Signal("ABRT"), "abort", "media", MEDIA, "killed by signal 6").await
+}
+
+#[tokio::test]
+async fn sigstop_during_hot_plug_wait() -> Result<()> {
+    fault_during(Fault::Signal("STOP"), "stop", "unplug", UNPLUG, "is stopped (SIGSTOP").await
+}
+
+#[tokio::test]
+async fn guest_panic_during_held_read() -> Result<()> {
+    fault_during(Fault::GuestPanic, "panic", "read", READ, "the guest panicked (status 35)").await
+}
+
+#[tokio::test]
+async fn guest_panic_during_media_change() -> Result<()> {
+    fault_during(Fault::GuestPanic, "panic", "media", MEDIA, "the guest panicked (status 35)").await
+}
+
+#[tokio::test]
+async fn guest_hang_during_held_read_is_known_at_the_steps_timeout() -> Result<()> {
+    fault_during(Fault::GuestHang, "hang", "read", READ, "timed out after 2s").await
+}
+
+#[tokio::test]
+async fn guest_hang_during_media_change_is_known_at_the_steps_timeout() -> Result<()> {
+    fault_during(Fault::GuestHang, "hang", "media", MEDIA, "timed out after 2s").await
+}
