@@ -19,6 +19,7 @@ pub mod bus;
 pub mod checks;
 pub mod control;
 pub mod driverfs;
+pub mod explore;
 pub mod golden;
 pub mod guest;
 pub mod hotplug;

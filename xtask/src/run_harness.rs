@@ -1,7 +1,14 @@
 //! `cargo xtask matrix | bench | run`: build the guest, then hand over to the
 //! harness CLI (it owns profiles, scenarios and QEMU).
+//!
+//! The harness runs in the directory the user ran `cargo xtask` from, so
+//! relative paths on its command line mean what the user meant; its own
+//! defaults (matrix.toml, target/matrix) are anchored at the project root.
+//! When it fails it has said why: xtask only passes its exit status on.
 
-use crate::cmd::{Result, cargo, root, status};
+use std::process::Command;
+
+use crate::cmd::{Result, root};
 
 pub fn run(command: &str, args: &[String]) -> Result {
     // `cargo xtask run -- --profile q35` is a natural way to type it, but a
@@ -12,9 +19,16 @@ pub fn run(command: &str, args: &[String]) -> Result {
         crate::qemu::ensure()?;
     }
     let image = guest_build::build(&root())?;
-    let mut c = cargo();
-    c.args(["run", "--quiet", "--locked", "--package", "harness", "--bin", "harness", "--", command])
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.args(["run", "--quiet", "--locked", "--package", "harness", "--bin", "harness", "--manifest-path"])
+        .arg(root().join("Cargo.toml"))
+        .args(["--", command])
         .args(args)
         .env("GUEST_KERNEL", &image);
-    status(c)
+    let status = c.status().map_err(|e| format!("could not start cargo to build and run the harness: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    // The harness (or cargo, if the build failed) has printed the reason.
+    std::process::exit(status.code().unwrap_or(1));
 }

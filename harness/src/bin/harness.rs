@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use harness::qemu::{Accel, Firmware};
-use harness::{Vm, VmConfig, bench, matrix, profile};
+use harness::{Vm, VmConfig, bench, explore, matrix, profile};
 
 #[derive(Parser)]
 #[command(name = "harness", about = "Boot the guest under QEMU, hot-plug hardware, check driverfs")]
@@ -21,15 +21,16 @@ struct Cli {
 enum Command {
     /// Run the hardware matrix (profiles x scenarios) from a matrix file.
     Matrix {
-        /// The matrix file.
-        #[arg(long, default_value = "matrix.toml")]
-        file: PathBuf,
+        /// The matrix file [default: matrix.toml at the project root].
+        #[arg(long)]
+        file: Option<PathBuf>,
         /// Cells run at once (default: the number of CPUs).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Where junit.xml and summary.json go.
-        #[arg(long, default_value = "target/matrix")]
-        out: PathBuf,
+        /// Where junit.xml and summary.json go [default: target/matrix at
+        /// the project root].
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Seconds a cell may take before it is stopped and failed (its
         /// QEMU killed, its artifacts kept).
         #[arg(long, default_value_t = matrix::CELL_TIMEOUT.as_secs())]
@@ -49,14 +50,33 @@ enum Command {
         /// Only these groups (repeatable): boot, hotplug, usb, media.
         #[arg(long)]
         only: Vec<String>,
-        #[arg(long, default_value = "target/bench")]
-        out: PathBuf,
+        /// Where bench.json goes [default: target/bench at the project root].
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
-    /// Boot one profile, send control requests, print the replies (a
-    /// snapshot when no request is given), power off.
+    /// Boot one profile, send requests, print each reply labelled with its
+    /// request, power off. A request is a control-protocol line or `qmp
+    /// <command> [key=value,...]`; one ending in ` &` does not wait for its
+    /// reply. Without requests: print the snapshot. Exits 1 if any request
+    /// failed.
     Run {
         #[arg(long, default_value = "pc")]
         profile: String,
+        /// A profiles file with more profiles (beside the built-in ones).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        /// Interactive: read requests from standard input (line editing on
+        /// a terminal), send each at once, print uevents, notices and QMP
+        /// events as they arrive; end of input powers off.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Cold-plug a device: `--device edu,id=e1` (repeatable).
+        #[arg(long = "device", value_name = "DRIVER,PROPS")]
+        devices: Vec<String>,
+        /// Another QEMU argument, after the profile's (repeatable):
+        /// `--qemu-arg=-global --qemu-arg=...`.
+        #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+        qemu_args: Vec<String>,
         #[arg(long, default_value = "qboot")]
         firmware: String,
         /// tcg, kvm (only where the CPU has vmx/svm), or auto (KVM if a
@@ -66,13 +86,37 @@ enum Command {
         /// Kernel command line.
         #[arg(long, default_value = "")]
         append: String,
-        /// Requests, e.g. "stats" "testdev add t1".
+        /// Requests, e.g. "stats" "testdev add t1" "qmp device_add driver=edu,id=e1,addr=5".
         requests: Vec<String>,
     },
 }
 
+/// The project root: defaults are anchored there, while paths the user
+/// types are relative to where they ran the command.
+fn root() -> PathBuf {
+    guest_build::workspace_root()
+}
+
+/// `run --help` ends with the profiles it can boot.
+fn profiles_help() -> String {
+    match profile::Profiles::builtin() {
+        Ok(profiles) => {
+            let mut text = String::from("Profiles (profiles.toml):\n");
+            for p in profiles.iter() {
+                text.push_str(&format!("  {:<8} {}\n", p.name, p.summary));
+            }
+            text
+        }
+        Err(e) => format!("Profiles: {e:#}"),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::command().mut_subcommand("run", |run| run.after_help(profiles_help()));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(dispatch(cli.command)) {
         Ok(true) => ExitCode::SUCCESS,
@@ -87,7 +131,8 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<bool> {
     match command {
         Command::Matrix { file, jobs, out, cell_timeout } => {
-            let file = matrix::MatrixFile::load(&file)?;
+            let file = matrix::MatrixFile::load(&file.unwrap_or_else(|| root().join("matrix.toml")))?;
+            let out = out.unwrap_or_else(|| root().join("target").join("matrix"));
             let qemu = harness::qemu::locate()?;
             for profile in &file.profiles {
                 profile.check_against_qemu(&qemu)?;
@@ -105,11 +150,16 @@ async fn dispatch(command: Command) -> Result<bool> {
             if let Some(bad) = only.iter().find(|g| !["boot", "hotplug", "usb", "media"].contains(&g.as_str())) {
                 anyhow::bail!("unknown bench group {bad:?} (boot, hotplug, usb, media)");
             }
+            let out = out.unwrap_or_else(|| root().join("target").join("bench"));
             bench::run(&bench::Options { runs: runs.max(1), profiles, firmwares, only }, &out).await?;
             Ok(true)
         }
-        Command::Run { profile, firmware, accel, append, requests } => {
-            let chosen = profile::Profile::get(&profile)?;
+        Command::Run { profile, profiles, interactive, devices, qemu_args, firmware, accel, append, requests } => {
+            let mut known = profile::Profiles::builtin()?.clone();
+            if let Some(file) = profiles {
+                known.merge(profile::Profiles::load(&file)?)?;
+            }
+            let chosen = known.get(&profile)?.clone();
             chosen.check_against_qemu(&harness::qemu::locate()?)?;
             let mut config = VmConfig::with_profile(chosen, &format!("run-{profile}"))?;
             config.firmware = Firmware::parse(&firmware)?;
@@ -117,22 +167,27 @@ async fn dispatch(command: Command) -> Result<bool> {
                 config.accel = Accel::parse(&accel)?;
             }
             config.append = append;
+            for device in devices {
+                config.extra_args.extend(["-device".to_string(), device]);
+            }
+            config.extra_args.extend(qemu_args);
+            if interactive && !requests.is_empty() {
+                anyhow::bail!("--interactive reads requests from standard input; give none on the command line");
+            }
             let mut vm = Vm::boot(config).await?;
-            if requests.is_empty() {
+            let failures = if interactive {
+                explore::repl(vm).await?
+            } else if requests.is_empty() {
                 print!("{}", vm.snapshot().await?.render());
+                vm.shutdown().await?;
+                0
+            } else {
+                explore::run_requests(vm, &requests).await?
+            };
+            if failures > 0 {
+                eprintln!("harness: {failures} request(s) failed");
             }
-            for request in &requests {
-                match vm.try_call(request).await? {
-                    Ok(payload) => {
-                        let text = String::from_utf8_lossy(&payload);
-                        // Some replies (a path, a handle) have no newline.
-                        if text.is_empty() || text.ends_with('\n') { print!("{text}") } else { println!("{text}") }
-                    }
-                    Err(e) => println!("{request}: {e}"),
-                }
-            }
-            vm.shutdown().await?;
-            Ok(true)
+            Ok(failures == 0)
         }
     }
 }
