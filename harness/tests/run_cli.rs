@@ -24,7 +24,7 @@ fn run(args: &[&str]) -> Result<(i32, String, String)> {
 fn a_failed_request_fails_the_run_and_every_reply_is_labelled() -> Result<()> {
     let (code, out, err) = run(&["testdev add t1", "read nonsense", "qmp device_add driver=edu,id=e1,addr=5"])?;
     ensure!(code == 1, "a failed request must exit 1, got {code}\n{out}{err}");
-    ensure!(out.contains("testdev add t1: root/testbus/t1\n"), "{out}");
+    ensure!(out.contains("testdev add t1: root/testbus/t1\n"), "{out}{err}");
     ensure!(out.contains("read nonsense: error guest answered EINVAL"), "{out}");
     ensure!(out.contains("qmp device_add driver=edu,id=e1,addr=5: ok\n"), "{out}");
     ensure!(err.contains("1 request(s) failed"), "{err}");
@@ -48,10 +48,10 @@ fn requests_that_all_succeed_exit_zero_and_a_background_read_waits_for_unhold() 
     ])?;
     ensure!(code == 0, "exit {code}\n{out}{err}");
     ensure!(out.contains(&format!("hold {attr}: ok\n")), "empty replies say ok: {out}");
-    // The held read answers only after unhold, so its line comes last.
-    let read = out.find("read 1: 0x1234").with_context(|| format!("no read reply: {out}"))?;
-    let unhold = out.find(&format!("unhold {attr}: ok")).context("no unhold reply")?;
-    ensure!(read > unhold, "the held read answered before unhold:\n{out}");
+    // Without ` &` the read would wait for `unhold`, which would never be
+    // sent: the run would fail on the request timeout.
+    ensure!(out.contains("read 1: 0x1234\n"), "no read reply: {out}");
+    ensure!(out.contains(&format!("unhold {attr}: ok\n")), "{out}");
     Ok(())
 }
 
@@ -100,6 +100,13 @@ impl Repl {
         }
     }
 
+    /// Wait for the next line (up to a minute).
+    fn expect_more(&mut self) -> Result<()> {
+        let line = self.lines.recv_timeout(Duration::from_secs(60)).context("the REPL went quiet")?;
+        self.seen.push(line);
+        Ok(())
+    }
+
     fn position(&self, what: &str) -> Option<usize> {
         self.seen.iter().position(|l| l.contains(what))
     }
@@ -116,8 +123,16 @@ fn the_repl_sends_concurrently_prints_events_and_powers_off_at_eof() -> Result<(
     repl.expect(&format!("hold {attr}: ok"))?;
     repl.send(&format!("open {attr}"))?;
     repl.expect(&format!("open {attr}: 1"))?;
-    // The read blocks in show(); the REPL keeps taking lines.
+    // The read blocks in show(); the REPL keeps taking lines (stats shows
+    // it as an active reference). Unplug only once it is held.
     repl.send("read 1")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !repl.seen.iter().any(|l| l == "active 1") {
+        ensure!(Instant::now() < deadline, "the read never became active:\n{}", repl.seen.join("\n"));
+        repl.send("stats")?;
+        repl.expect_more()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
     repl.send("qmp device_del id=e1")?;
     repl.expect("qmp device_del id=e1: ok")?;
     repl.expect("* uevent remove root/pci0/00:05.0")?;
