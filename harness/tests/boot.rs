@@ -6,14 +6,8 @@ mod common;
 
 use anyhow::{Result, ensure};
 
-#[tokio::test]
-async fn boot_snapshot_pc() -> Result<()> {
-    common::scenario("pc", "boot").await
-}
-
-#[tokio::test]
-async fn boot_snapshot_q35() -> Result<()> {
-    common::scenario("q35", "boot").await
+scenario_tests! {
+    boot on [pc, q35],
 }
 
 /// Two boots of the same hardware give byte-identical snapshots.

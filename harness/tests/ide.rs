@@ -3,44 +3,13 @@
 
 mod common;
 
-use anyhow::Result;
-
-#[tokio::test]
-async fn disk_matches_recipe() -> Result<()> {
-    common::scenario("pc", "ide-disk").await
-}
-
-#[tokio::test]
-async fn media_insert_change_eject() -> Result<()> {
-    common::scenario("pc", "ide-media").await
-}
-
-#[tokio::test]
-async fn stale_capacity_across_change() -> Result<()> {
-    common::scenario("pc", "ide-stale-capacity").await
-}
-
-#[tokio::test]
-async fn new_medium_waits_for_release() -> Result<()> {
-    common::scenario("pc", "ide-medium-waits-release").await
-}
-
-#[tokio::test]
-async fn fifty_media_changes() -> Result<()> {
-    common::scenario("pc", "ide-fifty-changes").await
-}
-
-#[tokio::test]
-async fn hotplug_refusals() -> Result<()> {
-    common::scenario("pc", "ide-refusals").await
-}
-
-#[tokio::test]
-async fn locked_tray() -> Result<()> {
-    common::scenario("pc", "ide-locked-tray").await
-}
-
-#[tokio::test]
-async fn rebind_waits_for_release() -> Result<()> {
-    common::scenario("pc", "ide-rebind-busy").await
+scenario_tests! {
+    ide_disk on [pc],
+    ide_media on [pc],
+    ide_stale_capacity on [pc],
+    ide_medium_waits_release on [pc],
+    ide_fifty_changes on [pc],
+    ide_refusals on [pc],
+    ide_locked_tray on [pc],
+    ide_rebind_busy on [pc],
 }

@@ -69,7 +69,8 @@ async fn no_qemu_left(dir: &Path) -> Result<()> {
 fn cells(dir: &Path) -> Result<Vec<Value>> {
     let summary = std::fs::read_to_string(dir.join("out/summary.json")).context("summary.json")?;
     ensure!(dir.join("out/junit.xml").exists(), "junit.xml was not written");
-    Ok(serde_json::from_str::<Vec<Value>>(&summary)?)
+    let summary: Value = serde_json::from_str(&summary)?;
+    summary["cells"].as_array().cloned().context("summary.json has no cells")
 }
 
 fn cell<'a>(cells: &'a [Value], profile: &str) -> Result<&'a Value> {
@@ -97,9 +98,9 @@ async fn a_hung_cell_is_stopped_at_its_timeout_and_the_others_pass() -> Result<(
     let status = wait_exit(&mut matrix, Duration::from_secs(120)).await?;
     ensure!(!status.success(), "a failed cell fails the matrix");
     let cells = cells(dir.path())?;
-    ensure!(cell(&cells, "pc")?["outcome"] == "passed", "the healthy cell is not affected: {cells:?}");
+    ensure!(cell(&cells, "pc")?["outcome"] == "pass", "the healthy cell is not affected: {cells:?}");
     let hung = cell(&cells, "hangs")?;
-    ensure!(hung["outcome"] == "failed", "{hung}");
+    ensure!(hung["outcome"] == "FAIL", "{hung}");
     ensure!(hung["error"].as_str().unwrap_or("").contains("did not finish within 4s"), "{hung}");
     let artifacts = Path::new(hung["artifacts"].as_str().context("artifacts")?);
     for file in ["console.log", "qmp.log", "control.log", "qemu-command.txt"] {
@@ -132,7 +133,7 @@ async fn ctrl_c_kills_every_qemu_and_still_writes_the_reports() -> Result<()> {
     ensure!(!status.success(), "an interrupted matrix is not a success");
     no_qemu_left(dir.path()).await?;
     let cells = cells(dir.path())?;
-    ensure!(cell(&cells, "pc")?["outcome"] == "passed", "{cells:?}");
+    ensure!(cell(&cells, "pc")?["outcome"] == "pass", "{cells:?}");
     let hung = cell(&cells, "hangs")?;
     ensure!(hung["error"].as_str().unwrap_or("").contains("interrupted"), "{hung}");
     Ok(())

@@ -20,7 +20,9 @@ commands:
   test [args]      build the guest and run every test (host unit tests and
                    end-to-end tests against real QEMU); args go to cargo test
   matrix [args]    run the hardware matrix (profiles x scenarios) in parallel,
-                   write JUnit XML and a summary under target/matrix
+                   write JUnit XML and summaries under target/matrix
+                   (--profile/--scenario globs, --list, --shard K/N)
+  merge <dirs>     combine the reports of matrix shards
   bench [args]     measure boot and hot-plug latency; medians as a table and
                    JSON under target/bench
   run [args]       boot one profile and talk to the guest (see --help)
@@ -29,7 +31,7 @@ commands:
   images           build the disk and CD images under target/images
   review           review changed snapshots (cargo insta review)
 
-matrix, bench and run pass their arguments to the harness CLI
+matrix, merge, bench and run pass their arguments to the harness CLI
 (`cargo xtask matrix --help`).";
 
 fn main() -> ExitCode {
@@ -42,7 +44,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "build" => build::run(),
         "test" => test::run(rest),
-        "matrix" | "bench" | "run" => run_harness::run(command, rest),
+        "matrix" | "bench" | "run" | "merge" => run_harness::run(command, rest),
         "mutants" => mutants::run(rest),
         "images" => images::run(),
         "review" => review::run(),

@@ -1,4 +1,4 @@
-//! `cargo xtask matrix | bench | run`: build the guest, then hand over to the
+//! `cargo xtask matrix | merge | bench | run`: build the guest, then hand over to the
 //! harness CLI (it owns profiles, scenarios and QEMU).
 //!
 //! The harness runs in the directory the user ran `cargo xtask` from, so
@@ -14,8 +14,9 @@ pub fn run(command: &str, args: &[String]) -> Result {
     // `cargo xtask run -- --profile q35` is a natural way to type it, but a
     // `--` passed on would make clap read every option as a request.
     let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
-    let wants_help = args.iter().any(|a| a == "--help" || a == "-h");
-    if !wants_help {
+    // Help, listing cells and merging reports boot nothing.
+    let boots = !args.iter().any(|a| ["--help", "-h", "--list"].contains(&a.as_str())) && command != "merge";
+    if boots {
         crate::qemu::ensure()?;
     }
     let image = guest_build::build(&root())?;

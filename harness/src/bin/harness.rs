@@ -19,22 +19,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the hardware matrix (profiles x scenarios) from a matrix file.
+    /// Run the hardware matrix (profiles x scenarios) from a matrix file:
+    /// progress per cell, then a table; junit.xml, summary.json and
+    /// summary.md in the output directory. Exits 1 if a cell failed.
     Matrix {
         /// The matrix file [default: matrix.toml at the project root].
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Only profiles matching this glob (`*`, `?`; repeatable).
+        #[arg(long = "profile", value_name = "GLOB")]
+        profiles: Vec<String>,
+        /// Only scenarios matching this glob (repeatable), e.g. 'pci-*'.
+        #[arg(long = "scenario", value_name = "GLOB")]
+        scenarios: Vec<String>,
+        /// Print the cells (and why a cell is skipped) and exit.
+        #[arg(long)]
+        list: bool,
+        /// Run shard K of N: the cells at positions K-1, K-1+N, ... of the
+        /// (filtered) matrix. Combine the shards' reports with `merge`.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+        /// Fail a cell that runs longer than this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = matrix::CELL_TIMEOUT.as_secs())]
+        cell_timeout: u64,
         /// Cells run at once (default: the number of CPUs).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Where junit.xml and summary.json go [default: target/matrix at
-        /// the project root].
+        /// Where the reports go [default: target/matrix at the project root,
+        /// target/matrix/shard-K-of-N for a shard].
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Seconds a cell may take before it is stopped and failed (its
-        /// QEMU killed, its artifacts kept).
-        #[arg(long, default_value_t = matrix::CELL_TIMEOUT.as_secs())]
-        cell_timeout: u64,
+    },
+    /// Combine the reports of a sharded matrix run (their directories or
+    /// summary.json files) into one: every shard exactly once. Exits 1 if a
+    /// cell failed.
+    Merge {
+        /// Where the combined reports go [default: target/matrix at the
+        /// project root].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
     },
     /// Measure latencies; medians as a table and as JSON.
     Bench {
@@ -130,17 +155,40 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<bool> {
     match command {
-        Command::Matrix { file, jobs, out, cell_timeout } => {
+        Command::Matrix { file, profiles, scenarios, list, shard, cell_timeout, jobs, out } => {
             let file = matrix::MatrixFile::load(&file.unwrap_or_else(|| root().join("matrix.toml")))?;
-            let out = out.unwrap_or_else(|| root().join("target").join("matrix"));
+            let all = file.cells(&matrix::Filter { profiles, scenarios })?;
+            let matrix_cells = all.len();
+            let shard = shard.map(|s| matrix::Shard::parse(&s)).transpose()?;
+            let cells: Vec<matrix::Cell> = all.into_iter().filter(|c| shard.is_none_or(|s| s.contains(c))).collect();
+            if list {
+                matrix::list(&cells);
+                return Ok(true);
+            }
             let qemu = harness::qemu::locate()?;
             for profile in &file.profiles {
                 profile.check_against_qemu(&qemu)?;
             }
+            let out = out.unwrap_or_else(|| {
+                let base = root().join("target").join("matrix");
+                match shard {
+                    Some(s) => base.join(format!("shard-{}", s.slug())),
+                    None => base,
+                }
+            });
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            let cell_timeout = std::time::Duration::from_secs(cell_timeout);
-            let results = matrix::run(&file, &matrix::Options { jobs, out_dir: out, cell_timeout }).await?;
-            Ok(results.iter().all(|r| r.outcome != matrix::Outcome::Failed))
+            let options = matrix::Options {
+                jobs,
+                out_dir: out,
+                cell_timeout: std::time::Duration::from_secs(cell_timeout.max(1)),
+                shard,
+            };
+            let summary = matrix::run(cells, matrix_cells, &options).await?;
+            Ok(summary.passed())
+        }
+        Command::Merge { out, shards } => {
+            let out = out.unwrap_or_else(|| root().join("target").join("matrix"));
+            Ok(matrix::merge(&shards, &out)?.passed())
         }
         Command::Bench { runs, profiles, firmwares, only, out } => {
             let firmwares = firmwares.iter().map(|f| Firmware::parse(f)).collect::<Result<Vec<_>>>()?;

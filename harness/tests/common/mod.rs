@@ -34,6 +34,27 @@ pub async fn boot_to_break(profile: &str, test: &str) -> Result<Vm> {
     Vm::boot(config).await
 }
 
+/// One `#[tokio::test]` per profile for each scenario, named after it: the
+/// scenario `pci-held-read-eject` on `pc` is the test
+/// `pci_held_read_eject::pc` (`_` in a name stands for `-`), so
+/// `cargo test pci_held_read_eject` and `cargo xtask matrix --scenario
+/// pci-held-read-eject` run the same thing. A name that is not in
+/// `harness::scenario::all()` fails its test.
+#[macro_export]
+macro_rules! scenario_tests {
+    ($($scenario:ident on [$($profile:ident),+ $(,)?]),+ $(,)?) => {$(
+        mod $scenario {
+            $(
+                #[tokio::test]
+                async fn $profile() -> anyhow::Result<()> {
+                    let name = |ident: &str| ident.replace('_', "-");
+                    $crate::common::scenario(&name(stringify!($profile)), &name(stringify!($scenario))).await
+                }
+            )+
+        }
+    )+};
+}
+
 /// Run a scenario from `harness::scenario` on a fresh guest, assert the
 /// snapshots it returns against the committed goldens (one insta file per
 /// profile: `<name>@pc.snap`), and require a clean power-off.
