@@ -35,6 +35,7 @@ pub mod qmp;
 pub mod scenario;
 pub mod stats;
 pub mod transcript;
+pub mod tree;
 pub mod vm;
 
 pub use vm::{Timeouts, Vm, VmConfig};

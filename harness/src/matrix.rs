@@ -429,18 +429,59 @@ async fn run_cell(cell: &Cell, timeout: Duration) -> CellResult {
     let start = Instant::now();
     let name = artifact_name(cell);
     let scenario = scenario::get(cell.scenario).expect("cells name known scenarios");
-    match tokio::time::timeout(timeout, run_cell_with(cell.profile.clone(), &scenario, &name, |_| {})).await {
-        Ok(result) => CellResult { position: cell.position, ..result },
-        // Dropping the cell's future killed its QEMU; the artifacts stay.
-        Err(_) => CellResult {
-            position: cell.position,
-            profile: cell.profile.name.clone(),
-            scenario: cell.scenario.to_string(),
-            outcome: Outcome::Failed,
-            seconds: start.elapsed().as_secs_f64(),
-            error: Some(format!("the cell did not finish within {}s (--cell-timeout)", timeout.as_secs())),
-            artifacts: Some(crate::artifacts::root().join(&name)),
-        },
+    let result =
+        match tokio::time::timeout(timeout, run_cell_with(cell.profile.clone(), &scenario, &name, |_| {})).await {
+            Ok(result) => CellResult { position: cell.position, ..result },
+            // Dropping the cell's future killed its QEMU; the artifacts stay.
+            Err(_) => CellResult {
+                position: cell.position,
+                profile: cell.profile.name.clone(),
+                scenario: cell.scenario.to_string(),
+                outcome: Outcome::Failed,
+                seconds: start.elapsed().as_secs_f64(),
+                error: Some(format!("the cell did not finish within {}s (--cell-timeout)", timeout.as_secs())),
+                artifacts: Some(crate::artifacts::root().join(&name)),
+            },
+        };
+    if let Some(dir) = &result.artifacts {
+        draw_last_snapshot(dir);
+    }
+    result
+}
+
+/// A failed cell's picture: the golden beside what the guest showed, as
+/// `<golden>.svg` in its artifacts. Best effort: the cell has failed already.
+fn draw_mismatch(vm: &Vm, golden: &str, profile: &str, actual: &str) {
+    let Some(dir) = vm.artifacts_dir() else { return };
+    let drawn = (|| -> Result<()> {
+        let old = crate::tree::parse_snapshot(&crate::golden::read(golden, profile)?)?;
+        let new = crate::tree::parse_snapshot(actual)?;
+        let title = format!("{golden}@{profile}: committed (old) and this run (new)");
+        crate::tree::render(Some(&old), &new, &title, &dir.join(format!("{golden}.svg")))
+    })();
+    if let Err(e) = drawn {
+        vm.save_artifact(&format!("{golden}.svg.error.txt"), format!("{e:#}\n"));
+    }
+}
+
+/// The device tree of the last snapshot a failed cell took, as `tree.svg`
+/// in its artifacts (best effort).
+fn draw_last_snapshot(dir: &Path) {
+    let number = |p: &Path| -> Option<u64> {
+        p.file_name()?.to_str()?.strip_prefix("snapshot-")?.strip_suffix(".txt")?.parse().ok()
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Some(last) =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| number(p).is_some()).max_by_key(|p| number(p))
+    else {
+        return;
+    };
+    let drawn = crate::tree::read_snapshot(&last).and_then(|snapshot| {
+        let title = format!("{} (the cell's last snapshot)", last.display());
+        crate::tree::render(None, &snapshot, &title, &dir.join("tree.svg"))
+    });
+    if let Err(e) = drawn {
+        let _ = std::fs::write(dir.join("tree.svg.error.txt"), format!("{e:#}\n"));
     }
 }
 
@@ -464,6 +505,7 @@ pub async fn run_cell_with(
         for (golden, text) in &goldens.0 {
             if let Err(e) = crate::golden::check(golden, &profile_name, text) {
                 vm.save_artifact(&format!("{golden}.actual.txt"), text);
+                draw_mismatch(&vm, golden, &profile_name, text);
                 return Err(e);
             }
         }

@@ -29,9 +29,11 @@ commands:
   mutants [args]   run the matrix once clean and once per planted guest bug;
                    print the kill table, write it under target/mutants
   images           build the disk and CD images under target/images
-  review           review changed snapshots (cargo insta review)
+  review           draw changed snapshots beside the committed ones as SVG
+                   (target/review), then review them (cargo insta review)
+  tree [OLD] NEW   draw a snapshot's device tree as SVG (two: side by side)
 
-matrix, merge, bench and run pass their arguments to the harness CLI
+matrix, merge, bench, run and tree pass their arguments to the harness CLI
 (`cargo xtask matrix --help`).";
 
 fn main() -> ExitCode {
@@ -44,7 +46,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "build" => build::run(),
         "test" => test::run(rest),
-        "matrix" | "bench" | "run" | "merge" => run_harness::run(command, rest),
+        "matrix" | "bench" | "run" | "merge" | "tree" => run_harness::run(command, rest),
         "mutants" => mutants::run(rest),
         "images" => images::run(),
         "review" => review::run(),

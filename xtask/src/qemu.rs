@@ -1,13 +1,21 @@
-//! Make sure QEMU is there before anything boots a guest: install Debian's
-//! `qemu-system-x86` when running as root with apt, else stop and say how.
+//! Make sure the Debian tools a command needs are there before it starts:
+//! QEMU (`qemu-system-x86`) to boot guests, Graphviz (`graphviz`) to draw
+//! device trees. Each is installed with apt when running as root, else the
+//! command stops and says how to install it.
 
 use std::path::Path;
 use std::process::Command;
 
 use crate::cmd::Result;
 
-const BINARY: &str = "qemu-system-x86_64";
-const PACKAGE: &str = "qemu-system-x86";
+/// A binary and the Debian package that brings it.
+struct Tool {
+    binary: &'static str,
+    package: &'static str,
+}
+
+const QEMU: Tool = Tool { binary: "qemu-system-x86_64", package: "qemu-system-x86" };
+const GRAPHVIZ: Tool = Tool { binary: "dot", package: "graphviz" };
 
 fn on_path(name: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
@@ -17,6 +25,7 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// QEMU (or the binary `$HARNESS_QEMU` names).
 pub fn ensure() -> Result {
     if let Some(explicit) = std::env::var_os("HARNESS_QEMU") {
         return if Path::new(&explicit).is_file() {
@@ -25,17 +34,27 @@ pub fn ensure() -> Result {
             Err(format!("HARNESS_QEMU={} does not exist", Path::new(&explicit).display()))
         };
     }
-    if on_path(BINARY) {
+    ensure_tool(&QEMU)
+}
+
+/// Graphviz's `dot`, which draws the device-tree pictures.
+pub fn ensure_graphviz() -> Result {
+    ensure_tool(&GRAPHVIZ)
+}
+
+fn ensure_tool(tool: &Tool) -> Result {
+    let Tool { binary, package } = tool;
+    if on_path(binary) {
         return Ok(());
     }
-    let manual = format!("sudo apt-get install -y --no-install-recommends {PACKAGE}");
+    let manual = format!("sudo apt-get install -y --no-install-recommends {package}");
     if !is_root() || !on_path("apt-get") {
-        return Err(format!("QEMU is not installed ({BINARY} is not on PATH). Install it with:\n    {manual}"));
+        return Err(format!("{package} is not installed ({binary} is not on PATH). Install it with:\n    {manual}"));
     }
-    eprintln!("xtask: {BINARY} is missing; installing {PACKAGE} with apt-get");
+    eprintln!("xtask: {binary} is missing; installing {package} with apt-get");
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", PACKAGE])
+            .args(["install", "-y", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success())
@@ -48,9 +67,9 @@ pub fn ensure() -> Result {
             .status()
             .is_ok_and(|s| s.success())
             && install());
-    if installed && on_path(BINARY) {
+    if installed && on_path(binary) {
         Ok(())
     } else {
-        Err(format!("installing {PACKAGE} failed. Install it by hand with:\n    {manual}"))
+        Err(format!("installing {package} failed. Install it by hand with:\n    {manual}"))
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask matrix | merge | bench | run`: build the guest, then hand over to the
+//! `cargo xtask matrix | merge | bench | run | tree`: build the guest, then hand over to the
 //! harness CLI (it owns profiles, scenarios and QEMU).
 //!
 //! The harness runs in the directory the user ran `cargo xtask` from, so
@@ -14,10 +14,15 @@ pub fn run(command: &str, args: &[String]) -> Result {
     // `cargo xtask run -- --profile q35` is a natural way to type it, but a
     // `--` passed on would make clap read every option as a request.
     let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
-    // Help, listing cells and merging reports boot nothing.
-    let boots = !args.iter().any(|a| ["--help", "-h", "--list"].contains(&a.as_str())) && command != "merge";
+    // Help, listing cells, merging reports and drawing trees boot nothing.
+    let help = args.iter().any(|a| ["--help", "-h"].contains(&a.as_str()));
+    let boots = !help && !args.iter().any(|a| a == "--list") && !["merge", "tree"].contains(&command);
     if boots {
         crate::qemu::ensure()?;
+    }
+    // Trees, and failed matrix cells' pictures, are drawn by Graphviz.
+    if !help && ["matrix", "tree"].contains(&command) {
+        crate::qemu::ensure_graphviz()?;
     }
     let image = guest_build::build(&root())?;
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

@@ -8,6 +8,8 @@ use crate::cmd::{Result, cargo, root, status};
 
 pub fn run(args: &[String]) -> Result {
     crate::qemu::ensure()?;
+    // The device-tree picture tests need Graphviz's dot.
+    crate::qemu::ensure_graphviz()?;
     let image = guest_build::build(&root())?;
     let mut command = cargo();
     command.args(["test", "--workspace", "--locked"]).args(args).env("GUEST_KERNEL", &image);

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use harness::qemu::{Accel, Firmware};
-use harness::{Vm, VmConfig, bench, explore, matrix, profile};
+use harness::{Vm, VmConfig, bench, explore, matrix, profile, tree};
 
 #[derive(Parser)]
 #[command(name = "harness", about = "Boot the guest under QEMU, hot-plug hardware, check driverfs")]
@@ -60,6 +60,22 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(required = true)]
         shards: Vec<PathBuf>,
+    },
+    /// Draw device trees as SVG (Graphviz's dot): one snapshot, or OLD and
+    /// NEW side by side with changed, added and removed devices coloured
+    /// (attributes on hover). Snapshots are insta files or the guest's text.
+    Tree {
+        /// SNAPSHOT, or OLD NEW.
+        #[arg(num_args = 0..=2)]
+        files: Vec<PathBuf>,
+        /// Every snapshot insta holds for review (`*.snap.new` under
+        /// harness/tests/snapshots) beside its committed version.
+        #[arg(long, conflicts_with = "files")]
+        pending: bool,
+        /// The SVG file [default: target/review/<name>.svg at the project
+        /// root]; with --pending, the directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Measure latencies; medians as a table and as JSON.
     Bench {
@@ -189,6 +205,34 @@ async fn dispatch(command: Command) -> Result<bool> {
         Command::Merge { out, shards } => {
             let out = out.unwrap_or_else(|| root().join("target").join("matrix"));
             Ok(matrix::merge(&shards, &out)?.passed())
+        }
+        Command::Tree { files, pending, out } => {
+            let review_dir = root().join("target").join("review");
+            if pending {
+                let dir = out.unwrap_or(review_dir);
+                let drawn = tree::render_pending(&root().join("harness/tests/snapshots"), &dir)?;
+                if drawn.is_empty() {
+                    println!("no snapshots are waiting for review");
+                }
+                for path in drawn {
+                    println!("{}", path.display());
+                }
+                return Ok(true);
+            }
+            let (old, new) = match files.as_slice() {
+                [new] => (None, new),
+                [old, new] => (Some(old), new),
+                _ => anyhow::bail!("tree needs a snapshot file, or an old and a new one (or --pending)"),
+            };
+            let name = new.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "tree".into());
+            let out = out.unwrap_or_else(|| review_dir.join(format!("{name}.svg")));
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let old = old.map(|p| tree::read_snapshot(p)).transpose()?;
+            tree::render(old.as_ref(), &tree::read_snapshot(new)?, &name, &out)?;
+            println!("{}", out.display());
+            Ok(true)
         }
         Command::Bench { runs, profiles, firmwares, only, out } => {
             let firmwares = firmwares.iter().map(|f| Firmware::parse(f)).collect::<Result<Vec<_>>>()?;
