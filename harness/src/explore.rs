@@ -257,6 +257,11 @@ pub async fn repl(vm: Vm) -> Result<usize> {
     use std::io::IsTerminal;
     let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut out = Output::stdout();
+    // Before the line editor starts, so it is not lost behind the prompt.
+    out.print(format!(
+        "guest {} is up; type control requests or `qmp <command> [key=value,...]`; end of input powers off\n",
+        vm.config.profile.name
+    ));
     if std::io::stdin().is_terminal() {
         let mut editor = rustyline::DefaultEditor::new()?;
         if let Ok(printer) = editor.create_external_printer() {
@@ -280,10 +285,6 @@ pub async fn repl(vm: Vm) -> Result<usize> {
             }
         });
     }
-    out.print(format!(
-        "guest {} is up; type control requests or `qmp <command> [key=value,...]`; end of input powers off\n",
-        vm.config.profile.name
-    ));
     let mut session = Session::new(vm, out);
     session.watch_events();
     while let Some(line) = lines.recv().await {

@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-fn harness() -> Command {
+/// The harness CLI, with artifacts in a directory of the test's own: runs
+/// are all named `run-<profile>`, and parallel tests must not share one.
+fn harness(artifacts: &tempfile::TempDir) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_harness"));
-    c.env("HARNESS_ARTIFACTS_DIR", std::env::temp_dir().join("harness-run-cli-artifacts"));
+    c.env("HARNESS_ARTIFACTS_DIR", artifacts.path());
     c
 }
 
 fn run(args: &[&str]) -> Result<(i32, String, String)> {
-    let out = harness().arg("run").args(args).stdin(Stdio::null()).output()?;
+    let artifacts = tempfile::tempdir()?;
+    let out = harness(&artifacts).arg("run").args(args).stdin(Stdio::null()).output()?;
     let code = out.status.code().context("the harness was killed")?;
     Ok((code, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
 }
@@ -57,6 +60,7 @@ fn requests_that_all_succeed_exit_zero_and_a_background_read_waits_for_unhold() 
 
 /// Feeds the REPL line by line and waits for what each line must print.
 struct Repl {
+    _artifacts: tempfile::TempDir,
     child: std::process::Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -64,8 +68,12 @@ struct Repl {
 
 impl Repl {
     fn start(profile: &str) -> Result<Repl> {
-        let mut child =
-            harness().args(["run", "-i", "--profile", profile]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let artifacts = tempfile::tempdir()?;
+        let mut child = harness(&artifacts)
+            .args(["run", "-i", "--profile", profile])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -75,7 +83,7 @@ impl Repl {
                 }
             }
         });
-        Ok(Repl { child, lines, seen: Vec::new() })
+        Ok(Repl { _artifacts: artifacts, child, lines, seen: Vec::new() })
     }
 
     fn send(&mut self, line: &str) -> Result<()> {
