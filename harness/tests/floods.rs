@@ -1,5 +1,6 @@
 //! A guest gone wild cannot exhaust the harness: each path the guest can
-//! flood (`selftest flood uevents|notices|bugs|console|lines`) either ends
+//! flood (`selftest flood uevents|notices|bugs|console|lines`, and QMP
+//! events through `ide tray`) either ends
 //! in a clear error that names the limit, or is cut and the run carries on,
 //! and the test process's peak memory stays under [`PEAK_RSS_BOUND_MIB`].
 //!
@@ -122,4 +123,26 @@ async fn a_flood_of_empty_lines_is_skipped_and_the_run_carries_on() -> Result<()
     vm.call("hello").await?;
     check_memory("lines")?;
     vm.shutdown().await
+}
+
+#[tokio::test]
+async fn a_tray_flood_ends_qmp_with_an_error_naming_the_limit() -> Result<()> {
+    // Each guest-initiated tray move is one DEVICE_TRAY_MOVED event of
+    // about 200 bytes of JSON: 100 open/close cycles pass 16 KiB.
+    let vm = boot("flood_qmp", Limits { qmp_event_bytes: 16 << 10, ..Limits::default() }, true).await?;
+    vm.call("ide tray 1.0 100").await?;
+    let err = vm
+        .qmp(qapi::qmp::query_status {})
+        .await
+        .expect_err("QMP is closed once the events pass 16 KiB");
+    let text = format!("{err:#}");
+    ensure!(
+        text.contains("QEMU sent more than 16 KiB of events") && text.contains("Limits::qmp_event_bytes"),
+        "{text}"
+    );
+    let transcript = artifact(&vm, "qmp.log")?;
+    ensure!(transcript.contains("DEVICE_TRAY_MOVED"), "the events came from the guest's tray moves");
+    ensure!(transcript.contains("closed: QEMU sent more than 16 KiB"), "qmp.log says where it stopped");
+    remove_artifacts(vm)?;
+    check_memory("qmp events")
 }

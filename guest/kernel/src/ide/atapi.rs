@@ -32,6 +32,11 @@ pub fn prevent_allow(prevent: bool) -> Cdb {
     [0x1e, 0, 0, 0, u8::from(prevent), 0, 0, 0, 0, 0, 0, 0]
 }
 
+/// START STOP UNIT with LoEj: `open` opens the tray, else closes it.
+pub fn start_stop_tray(open: bool) -> Cdb {
+    [0x1b, 0, 0, 0, 0x02 | u8::from(!open), 0, 0, 0, 0, 0, 0, 0]
+}
+
 /// MODE SENSE(10) of the CD capabilities page (0x2a): 8-byte header + page.
 pub fn mode_sense_capabilities() -> Cdb {
     [0x5a, 0, 0x2a, 0, 0, 0, 0, 0, 36, 0, 0, 0]

@@ -231,6 +231,32 @@ pub fn set_lock(ctx: &IdeContext, core: &mut Core, drive_name: &str, lock: bool)
     if locked != lock { Err(Errno::EIO) } else { Ok(()) }
 }
 
+/// `ide tray <drive> <count>`: open and close a CD drive's tray `count`
+/// times from the guest (START STOP UNIT, LoEj). QEMU emits a
+/// DEVICE_TRAY_MOVED event for each move, so this is how a guest floods
+/// the harness's QMP events (its bound is tested with it).
+async fn move_tray(ctx: &IdeContext, core: &crate::base::CoreRef, drive_name: &str, count: u64) -> Result<(), Errno> {
+    let (index, unit) = {
+        let core = core.borrow();
+        let drive = core.bus_find_device(ctx.bus, drive_name).ok_or(Errno::ENOENT)?;
+        match core.data::<IdeDrive>(drive) {
+            Some(d) if d.media == Media::Cdrom => (d.channel, d.unit),
+            Some(_) => return Err(Errno::EINVAL),
+            None => return Err(Errno::ENODEV),
+        }
+    };
+    let channel = CHANNELS[usize::from(index)];
+    for _ in 0..count {
+        for open in [true, false] {
+            cdrom::packet_past_attention(ctx.platform, channel, unit, &atapi::start_stop_tray(open), 0)
+                .map_err(|_| Errno::EIO)?;
+        }
+        // The media poller and the rest of the guest run between moves.
+        crate::executor::yield_now().await;
+    }
+    Ok(())
+}
+
 /// IDE as a subsystem: what the driver and its media pollers share.
 pub struct IdeSubsystem {
     ctx: Rc<IdeContext>,
@@ -253,7 +279,7 @@ impl Subsystem for IdeSubsystem {
         &["ide"]
     }
 
-    /// `ide lock <drive> on|off`.
+    /// `ide lock <drive> on|off`, `ide tray <drive> <count>`.
     fn serve(self: Rc<Self>, sys: ServicesRef, req: Request) -> LocalFuture<'static, Reply> {
         Box::pin(async move {
             let args = req.args();
@@ -263,7 +289,14 @@ impl Subsystem for IdeSubsystem {
                         .map_err(|e| with_context(e, args[1]))?;
                     Ok(Vec::new())
                 }
-                _ => fail(Errno::EINVAL, "usage: ide lock <drive> on|off"),
+                (Some("tray"), Some(count)) if args.len() == 3 => {
+                    let Ok(count) = count.parse::<u64>() else {
+                        return fail(Errno::EINVAL, "usage: ide tray <drive> <count>");
+                    };
+                    move_tray(&self.ctx, &sys.core, args[1], count).await.map_err(|e| with_context(e, args[1]))?;
+                    Ok(Vec::new())
+                }
+                _ => fail(Errno::EINVAL, "usage: ide lock <drive> on|off | tray <drive> <count>"),
             }
         })
     }
