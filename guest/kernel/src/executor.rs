@@ -84,6 +84,29 @@ pub async fn yield_now() {
     .await
 }
 
+/// Run futures side by side; resolves with their outputs in order once all
+/// are done (each is polled once per pass until it finishes).
+pub async fn join_all<'a, T>(futures: Vec<Pin<Box<dyn Future<Output = T> + 'a>>>) -> Vec<T> {
+    let mut pending: Vec<Option<Pin<Box<dyn Future<Output = T> + 'a>>>> = futures.into_iter().map(Some).collect();
+    let mut results: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    core::future::poll_fn(move |cx| {
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(fut) = slot
+                && let core::task::Poll::Ready(value) = fut.as_mut().poll(cx)
+            {
+                *result = Some(value);
+                *slot = None;
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            core::task::Poll::Ready(results.iter_mut().map(|r| r.take().expect("finished")).collect())
+        } else {
+            core::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

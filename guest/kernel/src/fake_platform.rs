@@ -26,9 +26,11 @@
 
 mod ide;
 mod memory;
+pub mod virtio_scsi;
 
 pub use ide::{CD_BLOCK, FakeDrive, FakeIde, MediaError, SECTOR};
 pub use memory::FakeMemory;
+pub use virtio_scsi::{FakeMedia, FakeVirtioScsi};
 
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;

@@ -11,6 +11,7 @@
 extern crate alloc;
 
 pub mod base;
+pub mod checkpoint;
 pub mod cmdline;
 pub mod console;
 pub mod control;
@@ -21,11 +22,13 @@ pub mod fault;
 pub mod hw;
 pub mod ide;
 pub mod pci;
+pub mod scsi;
 pub mod subsystem;
 pub mod system;
 pub mod testbus;
 pub mod uart;
 pub mod usb;
+pub mod virtio;
 
 #[cfg(test)]
 mod fake_platform;

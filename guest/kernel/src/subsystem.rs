@@ -42,6 +42,10 @@
 //!   hardware (PCI's eject) does so only after that.
 //! - Notices (`* hotplug eject 00:05`) go through [`Services::notice`]: they
 //!   are ordered with the uevents around them on the control channel.
+//! - A point where a test must be able to stop a task deterministically (a
+//!   command in flight, a scan under way) calls
+//!   [`Checkpoints::reach`](crate::checkpoint::Checkpoints::reach) on
+//!   [`Services::checkpoints`] with a name README's verb table lists.
 //! - Hardware is reached only through [`crate::hw::Platform`], so the
 //!   subsystem runs under `cargo test` on a fake platform.
 
@@ -55,6 +59,7 @@ use core::future::Future;
 
 use crate::base::device::LocalFuture;
 use crate::base::{BusId, CoreRef};
+use crate::checkpoint::Checkpoints;
 use crate::cmdline::Cmdline;
 use crate::control::request::{Reply, Request, fail};
 use crate::errno::Errno;
@@ -75,6 +80,8 @@ pub struct Services {
     pub core: CoreRef,
     /// Starts tasks (pollers, removals) on the executor.
     pub spawner: Spawner,
+    /// Deterministic race hooks any bus can place (`checkpoint` verb).
+    pub checkpoints: Rc<Checkpoints>,
     cmdline: Cmdline,
 }
 
@@ -84,7 +91,7 @@ pub type ServicesRef = Rc<Services>;
 impl Services {
     /// The services of one boot (`system.rs` makes them once).
     pub fn new(platform: &'static dyn Platform, core: CoreRef, spawner: Spawner, cmdline: Cmdline) -> ServicesRef {
-        Rc::new(Services { platform, core, spawner, cmdline })
+        Rc::new(Services { platform, core, spawner, checkpoints: Rc::new(Checkpoints::new()), cmdline })
     }
 
     /// The kernel command line, e.g. for `scsi.event_buffers=0`.

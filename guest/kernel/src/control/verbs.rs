@@ -22,14 +22,14 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// one of them.
 pub const CORE_VERBS: &[&str] = &[
     "hello", "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind",
-    "selftest", "poweroff", "devref", "faults",
+    "selftest", "poweroff", "devref", "faults", "checkpoint",
 ];
 
 /// The driver core's part of `hello`'s feature list: its verbs but `hello`.
 /// The subsystems' verbs and features follow it.
 pub const FEATURES: &[&str] = &[
     "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind", "selftest",
-    "poweroff", "devref", "faults",
+    "poweroff", "devref", "faults", "checkpoint",
 ];
 
 fn parse_handle(text: &str) -> Result<u32, (Errno, String)> {
@@ -123,6 +123,7 @@ pub(super) async fn serve(k: &ControlRef, req: &Request) -> Reply {
         }
         "devref" => devref(k, req),
         "selftest" if args.first() == Some(&"flood") => super::flood::flood(k, req).await,
+        "checkpoint" => crate::checkpoint::serve(&k.sys.checkpoints, &args).map(String::into_bytes),
         "selftest" => selftest(k, req),
         "faults" => {
             arg_count(req, 0, 0, "faults")?;

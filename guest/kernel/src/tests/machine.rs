@@ -99,6 +99,17 @@ impl Machine {
         self.ok("stats")
     }
 
+    /// Every `* ...` notice that is not a uevent, without the `* `.
+    pub fn notices(&self) -> Vec<String> {
+        self.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Async(text) if !text.starts_with("uevent ") => Some(text),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every `* uevent` line so far, without the `uevent ` prefix.
     pub fn uevents(&self) -> Vec<String> {
         self.messages()

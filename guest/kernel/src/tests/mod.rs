@@ -8,6 +8,8 @@
 //! - [`pci_enumeration`]: PCI on the emulated pc and q35 machines;
 //! - [`system`]: the whole guest on a fake platform, through COM2;
 //! - [`ide`]: IDE drives and CD media changes, through the whole guest;
+//! - [`scsi`]: virtio-scsi (both transports) and the SCSI midlayer:
+//!   scanning, events, removal, re-adds, the adapter's own removal;
 //! - [`pciehp`]: native PCIe hot-plug on q35 root ports, likewise
 //!   ([`machine`] is the control-protocol driver both use);
 //! - [`subsystems`]: the subsystem seam, with a fake HBA subsystem plugged
@@ -26,6 +28,7 @@ mod machine;
 mod model;
 mod pci_enumeration;
 mod pciehp;
+mod scsi;
 mod self_removal;
 mod subsystems;
 mod system;

@@ -146,7 +146,7 @@ fn hello_lists_each_subsystems_verbs_and_features_in_list_order() {
     let features = hello.lines().find_map(|l| l.strip_prefix("features ")).expect("a features line");
     assert_eq!(
         features,
-        "snapshot stats settle open read write close hold unhold bind unbind selftest poweroff devref faults \
+        "snapshot stats settle open read write close hold unhold bind unbind selftest poweroff devref faults checkpoint \
          testdev pci pci-hotplug ide fakehba fakescsi-hotplug"
     );
 }
