@@ -57,6 +57,9 @@ pub struct ModernTransport {
     notify: u64,
     notify_multiplier: u32,
     device: u64,
+    /// Each set-up queue's notify address, so a notify is one MMIO write
+    /// (every MMIO access is a VM exit that takes QEMU's big lock).
+    notify_addrs: core::cell::RefCell<alloc::collections::BTreeMap<u16, u64>>,
 }
 
 /// Where one capability's block lives: physical address and length.
@@ -106,7 +109,7 @@ impl ModernTransport {
             (Some(c), Some(n), Some(d)) => (c.0, n.0, d.0),
             _ => return Err(Errno::ENODEV),
         };
-        Ok(ModernTransport { platform, common, notify, notify_multiplier, device })
+        Ok(ModernTransport { platform, common, notify, notify_multiplier, device, notify_addrs: Default::default() })
     }
 
     fn select_queue(&self, index: u16) {
@@ -169,15 +172,18 @@ impl Transport for ModernTransport {
             p.mmio_write32(self.common + reg, addr as u32);
             p.mmio_write32(self.common + reg + 4, (addr >> 32) as u32);
         }
+        let off = p.mmio_read16(self.common + common::QUEUE_NOTIFY_OFF);
+        let addr = self.notify + u64::from(off) * u64::from(self.notify_multiplier);
+        self.notify_addrs.borrow_mut().insert(queue.index(), addr);
         p.mmio_write16(self.common + common::QUEUE_ENABLE, 1);
         Ok(())
     }
 
     fn notify(&self, index: u16) {
-        self.select_queue(index);
-        let off = self.platform.mmio_read16(self.common + common::QUEUE_NOTIFY_OFF);
-        let addr = self.notify + u64::from(off) * u64::from(self.notify_multiplier);
-        self.platform.mmio_write16(addr, index);
+        let addr = self.notify_addrs.borrow().get(&index).copied();
+        if let Some(addr) = addr {
+            self.platform.mmio_write16(addr, index);
+        }
     }
 
     fn config_read8(&self, offset: u16) -> u8 {
