@@ -101,6 +101,26 @@ impl Pci {
     }
 
     fn scan_bus(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8) {
+        // Firmware may have numbered the bridges differently (qboot gives
+        // q35's second root port the bus the guest gives the first): a stale
+        // range on a sibling not renumbered yet would catch config cycles
+        // meant for the first one's secondary bus. Close every bridge on
+        // this bus before numbering any of them, as Linux does when it
+        // assigns all buses itself.
+        for slot in 0..32 {
+            let f0 = Bdf::new(bus, slot, 0);
+            if cfg.read16(f0, reg::VENDOR) == 0xffff {
+                continue;
+            }
+            let functions = if cfg.read8(f0, reg::HEADER_TYPE) & 0x80 != 0 { 8 } else { 1 };
+            for func in 0..functions {
+                let bdf = Bdf::new(bus, slot, func);
+                if cfg.read16(bdf, reg::VENDOR) != 0xffff && cfg.read8(bdf, reg::HEADER_TYPE) & 0x7f == 1 {
+                    cfg.write8(bdf, reg::SUBORDINATE_BUS, 0);
+                    cfg.write8(bdf, reg::SECONDARY_BUS, 0);
+                }
+            }
+        }
         for slot in 0..32 {
             self.scan_slot(core, cfg, bus, slot);
         }

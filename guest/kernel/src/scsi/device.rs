@@ -135,7 +135,8 @@ impl DeviceData for LunData {
     fn uevent_env(&self, env: &mut Vec<(&'static str, String)>) {
         env.push(("DEVTYPE", String::from("scsi_device")));
         env.push(("SCSI_TYPE", format!("{}", self.device_type)));
-        env.push(("SCSI_MODEL", self.model.clone()));
+        // Values may not contain spaces (the model does): Linux's alias form.
+        env.push(("MODALIAS", format!("scsi:t-0x{:02x}", self.device_type)));
         if self.is_cdrom() {
             env.push(("MEDIA_PRESENT", format!("{}", u8::from(self.medium.is_some()))));
         }

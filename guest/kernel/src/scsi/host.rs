@@ -40,8 +40,9 @@ use crate::subsystem::PendingWork;
 
 /// How often a command is retried past unit attentions and BUSY.
 const RETRIES: usize = 8;
-/// Targets whose REPORT LUNS a host scan sends at once.
-const SCAN_BATCH: usize = 32;
+/// Targets whose REPORT LUNS a host scan sends at once (three descriptors
+/// each: 64 fill most of a 256-entry queue).
+const SCAN_BATCH: usize = 64;
 /// REPORT LUNS allocation length: 64 LUNs per target are plenty here.
 const REPORT_LUNS_LEN: u32 = 8 + 8 * 64;
 
@@ -319,15 +320,19 @@ impl ScsiHost {
                 batch.iter().map(|t| Box::pin(self.report_luns(*t)) as crate::base::device::LocalFuture<'_, _>);
             let results = crate::executor::join_all(futures.collect()).await;
             for (t, result) in batch.iter().zip(results) {
-                if let Ok(luns) = result {
-                    found.push((*t, luns));
+                match result {
+                    Ok(luns) => found.push((*t, luns)),
+                    Err(CommandError::NoDevice) => {}
+                    Err(e) => klog!(self.scsi.platform, "scsi: host{}: REPORT LUNS to target {t}: {e:?}", self.number),
                 }
             }
         }
         for (t, luns) in found {
             for lun in luns {
-                if lun <= self.transport.max_lun() {
-                    let _ = self.scan_lun(t, lun).await;
+                if lun <= self.transport.max_lun()
+                    && let Err(e) = self.scan_lun(t, lun).await
+                {
+                    klog!(self.scsi.platform, "scsi: {}: scan failed: {e}", self.lun_name(t, lun));
                 }
             }
         }
