@@ -106,6 +106,9 @@ pub trait FakeBarDevice {
     fn location(&self) -> (Segment, u8, u8);
     fn bar_read(&self, bar: u8, offset: u64, width: usize) -> u64;
     fn bar_write(&self, bar: u8, offset: u64, width: usize, value: u64);
+    /// Work the device does in its own time, between the guest's passes
+    /// (QEMU's main loop): called from `relax`.
+    fn tick(&self) {}
 }
 
 /// The pcihp state of the root bus (bsel 0); other bsels read 0.
@@ -385,6 +388,10 @@ impl Platform for FakePlatform {
 
     fn relax(&self) {
         self.relaxed.set(self.relaxed.get() + 1);
+        let devices: Vec<Rc<dyn FakeBarDevice>> = self.bar_devices.borrow().clone();
+        for device in devices {
+            device.tick();
+        }
     }
 
     /// Advances a millisecond's worth (at 1 GHz) per call, so bounded waits

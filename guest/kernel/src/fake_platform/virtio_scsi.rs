@@ -9,9 +9,10 @@
 //! - config: num_queues 1, seg_max 254, max_sectors 0xffff, cmd_per_lun
 //!   128, event_info_size 16, sense_size 96, cdb_size 32, max_target 255,
 //!   max_lun 16383; three queues of 256 entries (control, event, request);
-//! - a notify processes the queue at once (QEMU does it a little later, in
-//!   its main loop; the guest polls either way), unless the test holds the
-//!   target, which keeps its commands in flight;
+//! - a notify of the request queue is processed later, between two guest
+//!   passes (QEMU handles it in its main loop under TCG), so several
+//!   commands are in flight at once and complete while the guest submits
+//!   more; a test can hold a target, which keeps its commands in flight;
 //! - events only after DRIVER_OK and only with F_HOTPLUG acked: hot-add
 //!   pushes TRANSPORT_RESET/RESCAN, unplug TRANSPORT_RESET/REMOVED; with no
 //!   free event buffer the event is dropped and the next kick of the event
@@ -94,6 +95,9 @@ struct State {
     /// What the test can check: every command's (target, lun, opcode).
     log: Vec<(u8, u16, u8)>,
     resets: u32,
+    /// The request queue's avail index at the last notify not processed
+    /// yet: the next notify completes up to there, a tick completes all.
+    kicked: Option<u16>,
 }
 
 pub struct FakeVirtioScsi {
@@ -342,13 +346,28 @@ impl FakeVirtioScsi {
                     self.state.borrow_mut().events_dropped = false;
                 }
             }
-            2 => self.process_requests(),
+            2 => {
+                // QEMU works concurrently with the guest: by the time the
+                // guest notifies again, what it notified before is done.
+                let q = self.state.borrow().queues[2];
+                let now = self.memory.u16(q.avail + 2);
+                let previous = self.state.borrow_mut().kicked.replace(now);
+                if let Some(upto) = previous {
+                    self.process_requests(Some(upto));
+                }
+            }
             _ => {}
         }
     }
 
-    fn process_requests(&self) {
-        while let Some((head, (readable, writable))) = self.pop_chain(2) {
+    /// Complete the available requests, up to avail index `upto` if given.
+    fn process_requests(&self, upto: Option<u16>) {
+        loop {
+            let last = self.state.borrow().queues[2].last_avail;
+            if upto.is_some_and(|u| u == last) {
+                break;
+            }
+            let Some((head, (readable, writable))) = self.pop_chain(2) else { break };
             let (req_addr, req_len) = readable[0];
             assert!(req_len >= 51, "cmd_req of {req_len} bytes");
             assert!(writable.first().is_some_and(|(_, l)| *l >= 108), "cmd_resp missing or short");
@@ -692,6 +711,13 @@ impl FakeVirtioScsi {
 impl FakeBarDevice for FakeVirtioScsi {
     fn location(&self) -> (Segment, u8, u8) {
         self.location
+    }
+
+    fn tick(&self) {
+        let kicked = self.state.borrow_mut().kicked.take();
+        if kicked.is_some() {
+            self.process_requests(None);
+        }
     }
 
     fn bar_read(&self, bar: u8, offset: u64, width: usize) -> u64 {

@@ -42,6 +42,9 @@ impl Machine {
     pub fn step(&mut self, n: usize) {
         for _ in 0..n {
             self.sys.step();
+            // As `System::run` does between passes (devices that work in
+            // their own time, like QEMU's main loop, run here).
+            crate::hw::Platform::relax(self.p);
         }
     }
 

@@ -79,6 +79,8 @@ fn virtqueue_layout_and_chains_follow_the_legacy_rules() {
     mem.store(q.used_addr() + 8, 4, 600);
     mem.store(q.used_addr() + 2, 2, 1);
     assert_eq!(q.pop_used(), Some(virtqueue::Used { head, len: 600 }));
+    assert_eq!(q.free_descriptors(), 1, "the head stays taken until its waiter is done with it");
+    q.recycle(head);
     assert_eq!(q.free_descriptors(), 4, "the whole chain is free again");
     assert_eq!(q.in_flight(), 0);
 }

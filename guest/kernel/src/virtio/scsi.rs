@@ -203,8 +203,9 @@ impl Hba {
         let mut requests = self.requests.borrow_mut();
         let mut in_flight = self.in_flight.borrow_mut();
         while let Some(used) = requests.pop_used() {
-            if let Some(cmd) = in_flight.get_mut(&used.head) {
-                cmd.done = true;
+            match in_flight.get_mut(&used.head) {
+                Some(cmd) => cmd.done = true,
+                None => requests.recycle(used.head),
             }
         }
     }
@@ -215,6 +216,7 @@ impl Hba {
         loop {
             let used = self.events.borrow_mut().pop_used();
             let Some(used) = used else { break };
+            self.events.borrow_mut().recycle(used.head);
             let Some(buffer) = self.event_buffers.borrow_mut().remove(&used.head) else { continue };
             let raw = buffer.to_vec(0, EVENT_LEN);
             let code = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
@@ -281,7 +283,10 @@ impl Hba {
         let Some(cmd) = self.in_flight.borrow_mut().remove(&head) else {
             return Err(TransportError::NoDevice);
         };
-        if !cmd.done {
+        if cmd.done {
+            // Only now may the head go to another command.
+            self.requests.borrow_mut().recycle(head);
+        } else {
             // Failed by remove(): the device was reset, nothing uses the buffer.
             return Err(TransportError::NoDevice);
         }

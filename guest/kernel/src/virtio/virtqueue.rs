@@ -140,7 +140,10 @@ impl Virtqueue {
         Some(head)
     }
 
-    /// The next chain the device gave back, its descriptors freed.
+    /// The next chain the device gave back. Its descriptors stay allocated
+    /// until [`Virtqueue::recycle`]: while the driver still owes someone the
+    /// result, the head cannot be handed to a new chain (a head reused too
+    /// early would make one waiter read another command's response).
     pub fn pop_used(&mut self) -> Option<Used> {
         let device_idx = self.mem.read_u16(self.used_offset + 2);
         if device_idx == self.last_used {
@@ -153,11 +156,11 @@ impl Virtqueue {
         let head = self.mem.read_u32(at) as u16;
         let len = self.mem.read_u32(at + 4);
         self.last_used = self.last_used.wrapping_add(1);
-        self.free_chain(head);
         Some(Used { head, len })
     }
 
-    fn free_chain(&mut self, head: u16) {
+    /// Free the descriptors of a chain [`Virtqueue::pop_used`] returned.
+    pub fn recycle(&mut self, head: u16) {
         let count = core::mem::replace(&mut self.chain_len[usize::from(head % self.size)], 0);
         let mut id = head;
         for _ in 0..count {
