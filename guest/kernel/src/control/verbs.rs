@@ -21,15 +21,44 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The verbs the driver core serves itself. A subsystem may not declare
 /// one of them.
 pub const CORE_VERBS: &[&str] = &[
-    "hello", "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind",
-    "selftest", "poweroff", "devref", "faults", "checkpoint",
+    "hello",
+    "snapshot",
+    "stats",
+    "settle",
+    "open",
+    "read",
+    "write",
+    "close",
+    "hold",
+    "unhold",
+    "bind",
+    "unbind",
+    "selftest",
+    "poweroff",
+    "devref",
+    "faults",
+    "checkpoint",
 ];
 
 /// The driver core's part of `hello`'s feature list: its verbs but `hello`.
 /// The subsystems' verbs and features follow it.
 pub const FEATURES: &[&str] = &[
-    "snapshot", "stats", "settle", "open", "read", "write", "close", "hold", "unhold", "bind", "unbind", "selftest",
-    "poweroff", "devref", "faults", "checkpoint",
+    "snapshot",
+    "stats",
+    "settle",
+    "open",
+    "read",
+    "write",
+    "close",
+    "hold",
+    "unhold",
+    "bind",
+    "unbind",
+    "selftest",
+    "poweroff",
+    "devref",
+    "faults",
+    "checkpoint",
 ];
 
 fn parse_handle(text: &str) -> Result<u32, (Errno, String)> {
