@@ -131,10 +131,7 @@ async fn a_tray_flood_ends_qmp_with_an_error_naming_the_limit() -> Result<()> {
     // about 200 bytes of JSON: 100 open/close cycles pass 16 KiB.
     let vm = boot("flood_qmp", Limits { qmp_event_bytes: 16 << 10, ..Limits::default() }, true).await?;
     vm.call("ide tray 1.0 100").await?;
-    let err = vm
-        .qmp(qapi::qmp::query_status {})
-        .await
-        .expect_err("QMP is closed once the events pass 16 KiB");
+    let err = vm.qmp(qapi::qmp::query_status {}).await.expect_err("QMP is closed once the events pass 16 KiB");
     let text = format!("{err:#}");
     ensure!(
         text.contains("QEMU sent more than 16 KiB of events") && text.contains("Limits::qmp_event_bytes"),
