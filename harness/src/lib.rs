@@ -23,6 +23,7 @@ pub mod explore;
 pub mod golden;
 pub mod guest;
 pub mod hotplug;
+pub mod interrupt;
 pub mod limits;
 pub mod matrix;
 pub mod media;

@@ -302,6 +302,8 @@ pub fn list(cells: &[Cell]) {
 /// interrupted and their QEMUs killed, and the reports are still written for
 /// every cell.
 pub async fn run(cells: Vec<Cell>, matrix_cells: usize, options: &Options) -> Result<Summary> {
+    // Ctrl-C stops the cells and still writes the reports (below).
+    crate::interrupt::handled_by_caller();
     let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
     let progress = Arc::new(Progress::new(cells.len(), cells.iter().filter(|c| c.skip.is_none()).count()));
     let mut handles = Vec::new();

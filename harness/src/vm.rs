@@ -121,6 +121,8 @@ pub struct Vm {
     artifacts: Option<Artifacts>,
     /// Keeps the socket directory alive; removed on drop.
     sockets: tempfile::TempDir,
+    /// Removes the socket directory if the process is interrupted.
+    _interrupt: crate::interrupt::Registered,
     /// The console connection left unread ([`VmConfig::console_unread`]).
     _console_unread: Option<std::os::unix::net::UnixStream>,
     snapshots_taken: usize,
@@ -165,6 +167,7 @@ impl Vm {
         // SIGKILLed (and `TempDir`'s drop never runs).
         std::fs::write(sockets.path().join(OWNER_FILE), std::process::id().to_string())
             .context("writing the socket directory's owner file")?;
+        let interrupt = crate::interrupt::register(sockets.path());
         let qmp_socket = sockets.path().join("qmp.sock");
         let control_socket = sockets.path().join("control.sock");
         let console_socket = config.console_unread.then(|| sockets.path().join("console.sock"));
@@ -330,6 +333,7 @@ impl Vm {
             _kill: kill,
             artifacts,
             sockets,
+            _interrupt: interrupt,
             _console_unread: console_unread,
             snapshots_taken: 0,
             qemu_pid,

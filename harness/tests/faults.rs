@@ -259,6 +259,77 @@ async fn the_next_start_removes_socket_dirs_of_killed_harnesses() -> Result<()> 
     Ok(())
 }
 
+/// Set in the child run of [`ctrl_c_on_a_test_run_leaves_no_qemu_and_no_socket_dir`].
+const INTERRUPTED_CHILD: &str = "HARNESS_TEST_INTERRUPTED_CHILD";
+
+/// Ctrl-C on `cargo xtask test`: the terminal sends SIGINT to its whole
+/// foreground process group, so cargo, the xtask, every test binary and the
+/// QEMUs they started (QEMU stays in its starter's group) get it at once;
+/// only the test binaries hold QEMUs and socket directories. So this runs
+/// itself (this test binary, an end-to-end test in it holding a booted VM)
+/// and sends SIGINT to the test process and to its QEMU, as the terminal
+/// would; running `cargo` inside `cargo test` would only add processes that
+/// own nothing (and wait on the build lock).
+#[tokio::test]
+async fn ctrl_c_on_a_test_run_leaves_no_qemu_and_no_socket_dir() -> Result<()> {
+    if std::env::var_os(INTERRUPTED_CHILD).is_some() {
+        // The child: a test that is mid-run when Ctrl-C comes.
+        let vm = common::boot_to_break("pc", "interrupted").await?;
+        println!("booted {} {}", vm.qemu_pid().context("QEMU's pid")?, vm.socket_dir().display());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        bail!("not interrupted within 60 s");
+    }
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["ctrl_c_on_a_test_run_leaves_no_qemu_and_no_socket_dir", "--exact", "--nocapture"])
+        .env(INTERRUPTED_CHILD, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("the child's stdout")?;
+    // Blocking reads, off the runtime; the child's own boot bounds the wait.
+    let booted = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("booted ").map(str::to_string))
+    });
+    let booted = match tokio::time::timeout(Duration::from_secs(60), booted).await {
+        Ok(Ok(Some(line))) => line,
+        other => {
+            let _ = child.kill();
+            bail!("the child test did not boot its VM within 60 s: {other:?}");
+        }
+    };
+    let (qemu, sockets) = booted.split_once(' ').context("pid and socket dir")?;
+    let (qemu, sockets): (u32, PathBuf) = (qemu.parse()?, sockets.into());
+    ensure!(running(qemu) && sockets.exists(), "the child's VM is up");
+    let interrupted_at = Instant::now();
+    for pid in [child.id(), qemu] {
+        let status = Command::new("kill").args(["-INT", &pid.to_string()]).status()?;
+        ensure!(status.success(), "kill -INT {pid}: {status}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the test run did not end within 10 s of SIGINT");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    ensure!(!status.success(), "an interrupted run is not a success: {status}");
+    while running(qemu) {
+        ensure!(Instant::now() < deadline, "QEMU {qemu} outlived the interrupted run");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("fault Ctrl-C on a test run: ended, QEMU gone after {:?}", interrupted_at.elapsed());
+    ensure!(!sockets.exists(), "{} was left behind", sockets.display());
+    Ok(())
+}
+
 /// A disk image that is missing, or that cannot be read as a file, stops the
 /// start with an error naming the image and the cause; the artifacts stay.
 #[tokio::test]
