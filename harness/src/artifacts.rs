@@ -3,6 +3,11 @@
 //! stderr. A run that ends well removes its directory; any other ending
 //! (an error, a panic, a kill) keeps it and says where it is.
 //! `HARNESS_KEEP_ARTIFACTS=1` keeps them for passing runs too.
+//!
+//! A directory that goes away mid-run (removed, replaced by a file) is not
+//! a silent loss: the files already open keep writing into the void, so
+//! every error of the run and the end of a failed run check the directory
+//! ([`unwritable`]) and say that the artifacts could not be written.
 
 use std::path::{Path, PathBuf};
 
@@ -44,8 +49,11 @@ impl Artifacts {
     }
 
     pub fn write(&self, file: &str, contents: impl AsRef<[u8]>) {
-        // An artifact that cannot be written must not hide the real failure.
-        let _ = std::fs::write(self.path(file), contents);
+        // An artifact that cannot be written must not hide the real
+        // failure: it is said, and the run goes on.
+        if let Err(e) = std::fs::write(self.path(file), contents) {
+            eprintln!("harness: the artifact {file} could not be written in {}: {e}", self.dir.display());
+        }
     }
 
     /// The run succeeded: the directory goes when this is dropped.
@@ -59,8 +67,49 @@ impl Drop for Artifacts {
         let keep_anyway = std::env::var_os("HARNESS_KEEP_ARTIFACTS").is_some_and(|v| v == "1");
         if self.passed && !keep_anyway {
             let _ = std::fs::remove_dir_all(&self.dir);
+        } else if let Some(problem) = unwritable(&self.dir) {
+            eprintln!("harness: artifacts could not be written: {problem}");
         } else {
             eprintln!("harness: artifacts kept in {}", self.dir.display());
         }
+    }
+}
+
+/// Why the artifacts cannot be in `dir` any more (it is gone, is not a
+/// directory, or takes no new file), or `None` if it is fine.
+pub fn unwritable(dir: &Path) -> Option<String> {
+    let shown = dir.display();
+    match std::fs::symlink_metadata(dir) {
+        Err(e) => return Some(format!("{shown} is gone ({e}); what the run wrote there is lost")),
+        Ok(m) if !m.is_dir() => {
+            return Some(format!("{shown} is no longer a directory; what the run wrote there is lost"));
+        }
+        Ok(_) => {}
+    }
+    let probe = dir.join(".harness-write-probe");
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(probe);
+            None
+        }
+        Err(e) => Some(format!("{shown} takes no new file ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_gone_or_replaced_is_unwritable() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(unwritable(&dir), None);
+        assert!(!dir.join(".harness-write-probe").exists(), "the probe is removed");
+        std::fs::remove_dir(&dir).unwrap();
+        assert!(unwritable(&dir).unwrap().contains("is gone"));
+        std::fs::write(&dir, "").unwrap();
+        assert!(unwritable(&dir).unwrap().contains("no longer a directory"));
     }
 }

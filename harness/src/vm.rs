@@ -687,7 +687,10 @@ impl Waiter {
             context.push_str(&format!("\n  guest: {bug}"));
         }
         if let Some(dir) = &self.artifacts_dir {
-            context.push_str(&format!("\n  artifacts: {}", dir.display()));
+            match crate::artifacts::unwritable(dir) {
+                Some(problem) => context.push_str(&format!("\n  artifacts could not be written: {problem}")),
+                None => context.push_str(&format!("\n  artifacts: {}", dir.display())),
+            }
         }
         if context.is_empty() { error } else { error.context(context.trim_start().to_string()) }
     }

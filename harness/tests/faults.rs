@@ -367,6 +367,34 @@ async fn an_unwritable_artifact_directory_is_named_at_start() -> Result<()> {
     Ok(())
 }
 
+/// An artifact directory that goes away mid-run (removed, or replaced by a
+/// file; as root a chmod stops no write): the run's error is not lost and
+/// says the artifacts could not be written, instead of pointing at them.
+#[tokio::test]
+async fn an_artifact_directory_gone_mid_run_is_said_in_the_error() -> Result<()> {
+    for replaced_by_file in [false, true] {
+        let vm = common::boot("pc", &format!("fault_artifacts_gone_{replaced_by_file}")).await?;
+        let dir = vm.artifacts_dir().context("the VM keeps artifacts")?;
+        std::fs::remove_dir_all(&dir)?;
+        if replaced_by_file {
+            std::fs::write(&dir, "not a directory")?;
+        }
+        let started = Instant::now();
+        let err = vm.call("selftest panic artifacts-gone").await.expect_err("a panic ends the run");
+        let text = format!("{err:#}");
+        eprintln!("fault artifact dir gone mid-run: error after {:?}: {text}", started.elapsed());
+        let problem = if replaced_by_file { "is no longer a directory" } else { "is gone" };
+        ensure!(text.contains("artifacts-gone") && text.contains("the guest panicked"), "the error is kept: {text}");
+        ensure!(
+            text.contains(&format!("artifacts could not be written: {} {problem}", dir.display())),
+            "the error says the artifacts are lost: {text}"
+        );
+        drop(vm);
+        let _ = std::fs::remove_file(&dir);
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn abort_during_held_read() -> Result<()> {
     fault_during(Fault::Signal("ABRT"), "abort", "read", READ, "killed by signal 6").await
