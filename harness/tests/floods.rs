@@ -1,8 +1,8 @@
 //! A guest gone wild cannot exhaust the harness: each path the guest can
 //! flood (`selftest flood uevents|notices|bugs|console|lines`, and QMP
-//! events through `ide tray`) either ends
-//! in a clear error that names the limit, or is cut and the run carries on,
-//! and the test process's peak memory stays under [`PEAK_RSS_BOUND_MIB`].
+//! events through the guest's own CD tray moves, `ide tray`) either ends in
+//! a clear error that names the limit, or is cut and the run carries on, and
+//! the test process's peak memory stays under [`PEAK_RSS_BOUND_MIB`].
 //!
 //! The floods are sized to pass the (lowered) limits within a few seconds:
 //! the guest's UART moves tens of KB per second under TCG.
