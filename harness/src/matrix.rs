@@ -501,6 +501,7 @@ pub async fn run_cell_with(
     let profile_name = profile.name.clone();
     let outcome: Result<()> = async {
         let mut config = VmConfig::with_profile(profile, name)?;
+        config.append = scenario.append.to_string();
         adjust(&mut config);
         let mut vm = Vm::boot(config).await?;
         let goldens = (scenario.run)(&mut vm).await?;

@@ -116,7 +116,7 @@ pub async fn run(file: &MatrixFile, options: &Options) -> Result<KillTable> {
                 let result = matrix::run_cell_with(profile, &scenario, &name, |config| {
                     config.timeouts = timeouts();
                     if let Some(fault) = &fault {
-                        config.append = format!("fault={fault}");
+                        config.append = format!("{} fault={fault}", config.append).trim_start().to_string();
                     }
                 })
                 .await;

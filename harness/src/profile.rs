@@ -46,6 +46,10 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
     ("ide-disk", "an `ide-hd` device with id hd0 and a guest-path, backed by `disk-image`"),
     ("ide-cd", "an `ide-cd` device with id cd0 and a guest-path"),
     ("usb-uhci", "a UHCI controller device (`piix3-usb-uhci`, `ich9-usb-uhci1`, ...) with id uhci"),
+    (
+        "scsi-disk",
+        "a `virtio-scsi-pci` with id scsi0 and a `scsi-hd` with id sd0 on it whose drive is a `block-images` node",
+    ),
 ];
 
 /// Slots the PCI scenarios use at most.
@@ -72,6 +76,9 @@ pub struct Profile {
     /// Each VM boots a private copy, so parallel VMs never share a
     /// writable file.
     pub disk_image: Option<String>,
+    /// More images from the recipes, by the block node they are attached
+    /// as (`sd0` → `disk.img`); each VM boots a private copy of each.
+    pub block_images: BTreeMap<String, String>,
     /// The file the profile was declared in, for messages.
     pub origin: String,
 }
@@ -175,6 +182,8 @@ pub struct ProfileSpec {
     args: Vec<String>,
     #[serde(default)]
     disk_image: Option<String>,
+    #[serde(default)]
+    block_images: BTreeMap<String, String>,
     #[serde(default)]
     pci_slots: Vec<SlotSpec>,
     #[serde(default)]
@@ -351,6 +360,17 @@ fn build(name: &str, spec: ProfileSpec, origin: &str) -> Result<Profile> {
     {
         bail!("disk-image {image:?} is not an image recipe (known: {})", images::DISK.file);
     }
+    for (node, image) in &spec.block_images {
+        if *image != images::DISK.file {
+            bail!("block-images: {node} = {image:?} is not an image recipe (known: {})", images::DISK.file);
+        }
+        if node == "hd0" && spec.disk_image.is_some() {
+            bail!("block-images: node hd0 is disk-image's");
+        }
+        if node.is_empty() || !node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("block-images: node name {node:?} is letters, digits, '-' and '_'");
+        }
+    }
     let provides: BTreeSet<String> = spec.provides.into_iter().collect();
     let has_drive = |id: &str, cdrom: bool| ide.iter().any(|d| d.id == id && d.cdrom == cdrom);
     for capability in &provides {
@@ -359,6 +379,15 @@ fn build(name: &str, spec: ProfileSpec, origin: &str) -> Result<Profile> {
             "ide-disk" => has_drive("hd0", false) && spec.disk_image.is_some(),
             "ide-cd" => has_drive("cd0", true),
             "usb-uhci" => devices.iter().any(|d| d.id.as_deref() == Some("uhci") && d.driver.contains("uhci")),
+            "scsi-disk" => {
+                let hba = devices.iter().any(|d| d.driver == "virtio-scsi-pci" && d.id.as_deref() == Some("scsi0"));
+                let disk = devices.iter().any(|d| {
+                    d.driver == "scsi-hd"
+                        && d.id.as_deref() == Some("sd0")
+                        && d.props.iter().any(|(k, v)| k == "drive" && spec.block_images.contains_key(v))
+                });
+                hba && disk
+            }
             _ => true,
         };
         if !backed {
@@ -382,6 +411,7 @@ fn build(name: &str, spec: ProfileSpec, origin: &str) -> Result<Profile> {
         no_hotplug_buses: spec.no_hotplug_buses,
         ide,
         disk_image: spec.disk_image,
+        block_images: spec.block_images,
         origin: origin.to_string(),
     })
 }
@@ -432,8 +462,13 @@ mod tests {
                 "ide-cd,bus=ide.1,unit=0,id=cd0",
                 "-device",
                 "piix3-usb-uhci,id=uhci,bus=pci.0,addr=0x1.0x2",
+                "-device",
+                "virtio-scsi-pci,id=scsi0,bus=pci.0,addr=0x4",
+                "-device",
+                "scsi-hd,drive=sd0,bus=scsi0.0,scsi-id=0,lun=0,id=sd0",
             ])
         );
+        assert_eq!(pc.block_images.get("sd0").map(String::as_str), Some("disk.img"));
         assert_eq!(pc.disk_image.as_deref(), Some("disk.img"));
         assert_eq!(pc.pci_slot(1).unwrap(), PciSlot { bus: "pci.0".into(), addr: "0x5".into(), express: false });
         assert_eq!(pc.pci_slot(20).unwrap().addr, "0x18");
@@ -456,6 +491,10 @@ mod tests {
                 "pcie-root-port,id=rp3,bus=pcie.0,chassis=3,slot=3,addr=0x12",
                 "-device",
                 "ich9-usb-uhci1,id=uhci,bus=pcie.0,addr=0x1d.0x0",
+                "-device",
+                "virtio-scsi-pci,id=scsi0,bus=pcie.0,addr=0x4",
+                "-device",
+                "scsi-hd,drive=sd0,bus=scsi0.0,scsi-id=0,lun=0,id=sd0",
             ])
         );
         assert_eq!(q35.pci_slot(3).unwrap(), PciSlot { bus: "rp3".into(), addr: "0x0".into(), express: true });
@@ -512,6 +551,12 @@ mod tests {
         assert!(e.contains("at least three"), "{e}");
         let e = parse_err("[profile.x]\nmachine = \"pc\"\nsummary = \"s\"\ndisk-image = \"mine.img\"\n");
         assert!(e.contains("not an image recipe"), "{e}");
+        let e = parse_err(
+            "[profile.x]\nmachine = \"pc\"\nsummary = \"s\"\nprovides = [\"scsi-disk\"]\nblock-images = { sd0 = \"disk.img\" }\n",
+        );
+        assert!(e.contains("provides \"scsi-disk\", which needs a `virtio-scsi-pci`"), "{e}");
+        let e = parse_err("[profile.x]\nmachine = \"pc\"\nsummary = \"s\"\nblock-images = { sd0 = \"mine.img\" }\n");
+        assert!(e.contains("block-images: sd0 = \"mine.img\" is not an image recipe"), "{e}");
     }
 
     #[test]

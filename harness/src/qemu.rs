@@ -146,6 +146,8 @@ pub struct LaunchSpec<'a> {
     pub console_socket: Option<&'a Path>,
     /// This VM's own copy of the profile's disk image, as block node `hd0`.
     pub disk: Option<&'a Path>,
+    /// This VM's own copies of the profile's `block-images`, by node name.
+    pub block_images: &'a [(String, PathBuf)],
 }
 
 /// The guest always gets 128 MiB: its heap sits at 8–56 MiB.
@@ -200,6 +202,12 @@ impl LaunchSpec<'_> {
             push(&format!("driver=file,node-name=hd0-file,filename={}", disk.display()));
             push(&"-blockdev");
             push(&"driver=raw,node-name=hd0,file=hd0-file");
+        }
+        for (node, file) in self.block_images {
+            push(&"-blockdev");
+            push(&format!("driver=file,node-name={node}-file,filename={}", file.display()));
+            push(&"-blockdev");
+            push(&format!("driver=raw,node-name={node},file={node}-file"));
         }
         for a in self.profile_args.iter().chain(self.extra_args) {
             push(a);

@@ -181,6 +181,13 @@ impl Vm {
             }
             None => None,
         };
+        let mut block_images = Vec::new();
+        for (node, file) in &config.profile.block_images {
+            let copy = sockets.path().join(format!("{node}-{file}"));
+            std::fs::copy(images::path(file), &copy)
+                .with_context(|| format!("copying {file} for block node {node}"))?;
+            block_images.push((node.clone(), copy));
+        }
         let console_log = match &artifacts {
             Some(a) => a.path("console.log"),
             None => sockets.path().join("console.log"),
@@ -199,6 +206,7 @@ impl Vm {
             console_log: &console_log,
             console_socket: console_socket.as_deref(),
             disk: disk.as_deref(),
+            block_images: &block_images,
         };
         let args = spec.args();
         if let Some(a) = &artifacts {
@@ -528,8 +536,9 @@ impl Vm {
         Ok(crate::checks::flatten_query_pci(&buses))
     }
 
-    /// Take a snapshot and check its PCI part against `query-pci` and its USB
-    /// tree against QEMU's (see [`crate::usb`]).
+    /// Take a snapshot and check its PCI part against `query-pci`, its USB
+    /// tree against QEMU's (see [`crate::usb`]) and its SCSI LUNs against
+    /// QEMU's SCSI devices (see [`crate::bus::scsi`]).
     pub async fn checked_snapshot(&mut self) -> Result<Snapshot> {
         let snapshot = self.snapshot().await?;
         let qemu = self.query_pci().await?;
@@ -537,6 +546,8 @@ impl Vm {
         let hubs = crate::bus::usb::root_hubs(self, &snapshot).await?;
         let devices = crate::bus::usb::qemu_usb_devices(self).await?;
         crate::bus::usb::usb_matches_qemu(&snapshot, &devices, &hubs)?;
+        let scsi = crate::bus::scsi::qemu_scsi_devices(self).await?;
+        crate::bus::scsi::scsi_matches_qemu(&snapshot, &scsi, &qemu)?;
         Ok(snapshot)
     }
 

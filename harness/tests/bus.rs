@@ -10,13 +10,13 @@ use harness::bus::{BusKind, locate};
 use harness::hotplug::Plug;
 use harness::{Vm, VmConfig};
 
+/// The profile's HBA `scsi0` holds `sd0` at target 0; one more disk at
+/// target 1 and a node for a hot-plugged one.
 const HBA_AND_DISK: &[&str] = &[
-    "-device",
-    "virtio-scsi-pci,id=scsi0",
     "-blockdev",
-    "driver=null-co,node-name=null1,size=1048576",
+    "driver=null-co,node-name=null1,size=1048576,read-zeroes=on",
     "-blockdev",
-    "driver=null-co,node-name=null2,size=2097152",
+    "driver=null-co,node-name=null2,size=2097152,read-zeroes=on",
     "-device",
     "scsi-hd,id=disk1,drive=null1,bus=scsi0.0,scsi-id=1,lun=0",
 ];

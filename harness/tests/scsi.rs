@@ -12,8 +12,9 @@ use harness::hotplug::Plug;
 use harness::{Vm, VmConfig};
 use serde_json::json;
 
-/// The HBA, the SCSI disk (a private copy of the MBR image) at target 1 LUN
-/// 0, and a spare null-co node for hot-plug.
+/// A second HBA `tscsi` (beside the profile's `scsi0`), its SCSI disk (a
+/// private copy of the MBR image) at target 1 LUN 0, and a spare null-co
+/// node for hot-plug.
 async fn boot_with_hba(profile: &str, test: &str, hba: &str, dir: &std::path::Path) -> Result<Vm> {
     images::ensure().context("building the disk image")?;
     let disk = dir.join("scsi-disk.img");
@@ -21,15 +22,15 @@ async fn boot_with_hba(profile: &str, test: &str, hba: &str, dir: &std::path::Pa
     let mut config = VmConfig::new(profile, &format!("{test}-{profile}"))?;
     config.extra_args = [
         "-blockdev",
-        &format!("driver=file,node-name=sd0-file,filename={}", disk.display()),
+        &format!("driver=file,node-name=td0-file,filename={}", disk.display()),
         "-blockdev",
-        "driver=raw,node-name=sd0,file=sd0-file",
+        "driver=raw,node-name=td0,file=td0-file",
         "-blockdev",
         "driver=null-co,node-name=spare,size=2097152,read-zeroes=on",
         "-device",
         hba,
         "-device",
-        "scsi-hd,drive=sd0,bus=scsi0.0,scsi-id=1,lun=0,id=disk1",
+        "scsi-hd,drive=td0,bus=tscsi.0,scsi-id=1,lun=0,id=disk1",
     ]
     .map(String::from)
     .to_vec();
@@ -44,8 +45,11 @@ fn line<'a>(snapshot: &'a str, path: &str, attr: &str) -> Option<&'a str> {
 async fn disk_and_hotplug(profile: &str, hba: &str, function: &str, device_id: &str) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let vm = boot_with_hba(profile, "scsi-transport", hba, dir.path()).await?;
-    let host = format!("{function}/host0");
-    let lun = format!("{host}/target0:0:1/0:0:1:0");
+    // The guest numbers hosts in the order it finds them: read ours.
+    let subtree = vm.call_text(&format!("snapshot {function}")).await?;
+    let number = harness::bus::scsi::host_number(&subtree, function)?;
+    let host = format!("{function}/host{number}");
+    let lun = format!("{host}/target{number}:0:1/{number}:0:1:0");
     vm.settle().await?;
     let snapshot = vm.call_text(&format!("snapshot {function}")).await?;
     let recipe = &images::DISK;
@@ -70,10 +74,10 @@ async fn disk_and_hotplug(profile: &str, hba: &str, function: &str, device_id: &
 
     // Hot-add at target 2 LUN 3, then unplug: QEMU completes the unplug by
     // itself; the guest follows the event queue.
-    let new_lun = format!("{host}/target0:0:2/0:0:2:3");
+    let new_lun = format!("{host}/target{number}:0:2/{number}:0:2:3");
     let cursor = vm.control.uevent_cursor();
     let plug = Plug::new("scsi-hd", "hot1")
-        .bus("scsi0.0")
+        .bus("tscsi.0")
         .prop("scsi-id", json!(2))
         .prop("lun", json!(3))
         .prop("drive", json!("spare"));
@@ -88,16 +92,16 @@ async fn disk_and_hotplug(profile: &str, hba: &str, function: &str, device_id: &
     vm.wait_device_deleted(qcursor, "hot1").await?;
     vm.settle().await?;
     let after = vm.call_text(&format!("snapshot {host}")).await?;
-    ensure!(!after.contains("target0:0:2"), "the target went with its last LUN\n{after}");
+    ensure!(!after.contains(&format!("target{number}:0:2")), "the target went with its last LUN\n{after}");
     vm.shutdown().await
 }
 
 #[tokio::test]
 async fn legacy_transport_on_pc() -> Result<()> {
-    disk_and_hotplug("pc", "virtio-scsi-pci,id=scsi0,addr=0x4", "root/pci0/00:04.0", "0x1004").await
+    disk_and_hotplug("pc", "virtio-scsi-pci,id=tscsi,addr=0x6", "root/pci0/00:06.0", "0x1004").await
 }
 
 #[tokio::test]
 async fn modern_transport_behind_a_q35_root_port() -> Result<()> {
-    disk_and_hotplug("q35", "virtio-scsi-pci,id=scsi0,bus=rp1", "root/pci0/00:10.0/01:00.0", "0x1048").await
+    disk_and_hotplug("q35", "virtio-scsi-pci,id=tscsi,bus=rp1", "root/pci0/00:10.0/01:00.0", "0x1048").await
 }

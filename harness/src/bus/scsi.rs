@@ -13,11 +13,19 @@
 //!   there), the target `target<H>:0:<id>` under the host, and the LUN
 //!   `<H>:0:<id>:<lun>` under the target:
 //!   `root/pci0/00:04.0/host0/target0:0:1/0:0:1:0`.
+//!
+//! [`scsi_matches_qemu`] is the oracle every checked snapshot runs: each
+//! `scsi-hd`/`scsi-cd` QEMU has (QOM) is where the rules above put it, with
+//! QEMU's model and size (`query-block`), and the guest shows no other LUN.
+
+use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{Location, Removal, qom_get};
+use crate::checks::QemuFunction;
+use crate::driverfs::{Entry, Snapshot, unescape};
 use crate::vm::Vm;
 
 /// Where QEMU has a SCSI device.
@@ -105,6 +113,162 @@ pub async fn locate(vm: &Vm, id: &str) -> Result<Location> {
     Ok(Location { devpath: lun_devpath(&hba_devpath, host, &address), removal: Removal::QemuAlone })
 }
 
+/// A SCSI device as QEMU has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QemuScsiDevice {
+    /// QEMU's id (or QOM path, for a device without one).
+    pub id: String,
+    /// `scsi-cd` rather than `scsi-hd`.
+    pub cdrom: bool,
+    pub address: ScsiAddress,
+    /// INQUIRY's product: the device's `product` property.
+    pub model: String,
+    /// The medium's size in bytes from `query-block`; `None`: no medium.
+    pub bytes: Option<u64>,
+}
+
+impl QemuScsiDevice {
+    fn describe(&self) -> String {
+        let kind = if self.cdrom { "scsi-cd" } else { "scsi-hd" };
+        let ScsiAddress { hba, target, lun } = &self.address;
+        format!("{} ({kind} on {hba}, target {target} LUN {lun})", self.id)
+    }
+}
+
+/// `qom-get` of a property at a QOM path.
+async fn qom_get_path(vm: &Vm, path: &str, property: &str) -> Result<Value> {
+    vm.qmp
+        .execute_raw("qom-get", json!({"path": path, "property": property}))
+        .await
+        .with_context(|| format!("qom-get {path} {property}"))
+}
+
+/// Every `scsi-hd` and `scsi-cd` QEMU has (named or not), with its address,
+/// model and medium size.
+pub async fn qemu_scsi_devices(vm: &Vm) -> Result<Vec<QemuScsiDevice>> {
+    let blocks = vm.qmp.execute_raw("query-block", json!({})).await.context("query-block")?;
+    let blocks = blocks.as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for container in ["/machine/peripheral", "/machine/peripheral-anon"] {
+        let children = vm
+            .qmp
+            .execute_raw("qom-list", json!({"path": container}))
+            .await
+            .with_context(|| format!("qom-list {container}"))?;
+        for child in children.as_array().into_iter().flatten() {
+            let (Some(name), Some(kind)) = (child["name"].as_str(), child["type"].as_str()) else { continue };
+            let cdrom = match kind {
+                "child<scsi-hd>" => false,
+                "child<scsi-cd>" => true,
+                _ => continue,
+            };
+            let path = format!("{container}/{name}");
+            let id = if container == "/machine/peripheral" { name.to_string() } else { path.clone() };
+            let address = address_from_qom(
+                &qom_get_path(vm, &path, "parent_bus").await?,
+                &qom_get_path(vm, &path, "scsi-id").await?,
+                &qom_get_path(vm, &path, "lun").await?,
+            )
+            .with_context(|| format!("QEMU's address of SCSI device {id}"))?;
+            let model = qom_get_path(vm, &path, "product").await?;
+            let model = model.as_str().with_context(|| format!("{id}'s product is not a string: {model}"))?;
+            let block = blocks.iter().find(|b| b["qdev"] == json!(id) || b["qdev"] == json!(path));
+            let bytes = block.and_then(|b| b["inserted"]["image"]["virtual-size"].as_u64());
+            out.push(QemuScsiDevice { id, cdrom, address, model: model.to_string(), bytes });
+        }
+    }
+    Ok(out)
+}
+
+/// The guest's LUNs in a snapshot: `H:0:id:lun` → directory, found through
+/// the `bus/scsi/devices` links.
+pub fn snapshot_luns(snapshot: &Snapshot) -> Vec<(String, String)> {
+    snapshot
+        .entries()
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Link { path, target } => {
+                let name = path.strip_prefix("bus/scsi/devices/")?;
+                (name.split(':').count() == 4).then(|| (name.to_string(), target.trim_start_matches("../").to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every SCSI device QEMU has is in the snapshot where the naming rules put
+/// it (under the one `host<H>` of its HBA's function, from `query-pci`),
+/// with QEMU's model, the right peripheral type, and its size: a disk's
+/// `capacity` in 512-byte sectors, a CD's `media_present` and its `disc`'s
+/// `capacity`. The guest shows no other LUN. Each problem names the device
+/// and the field.
+pub fn scsi_matches_qemu(snapshot: &Snapshot, qemu: &[QemuScsiDevice], pci: &[QemuFunction]) -> Result<()> {
+    let mut problems = Vec::new();
+    let mut expected = BTreeSet::new();
+    let text = |path: &str| snapshot.value(path).map(|v| String::from_utf8_lossy(&unescape(v)).trim_end().to_string());
+    for device in qemu {
+        let what = device.describe();
+        let Some(hba) = pci.iter().find(|f| f.qdev_id == device.address.hba) else {
+            problems.push(format!("{what}: its HBA {} is not in query-pci", device.address.hba));
+            continue;
+        };
+        let hosts: Vec<&str> = snapshot
+            .children(&hba.devpath)
+            .into_iter()
+            .filter(|c| c.strip_prefix("host").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+            .collect();
+        let [host] = hosts.as_slice() else {
+            problems.push(format!("{what}: the guest shows {} host<N> directories under {}", hosts.len(), hba.devpath));
+            continue;
+        };
+        let number: u32 = host["host".len()..].parse().expect("digits");
+        let dir = lun_devpath(&hba.devpath, number, &device.address);
+        expected.insert(dir.clone());
+        if !matches!(snapshot.get(&dir), Some(Entry::Dir { .. })) {
+            problems.push(format!("{what} is in QEMU but the snapshot has no LUN at {dir}"));
+            continue;
+        }
+        let mut field = |attr: &str, want: String| {
+            let got = text(&format!("{dir}/{attr}"));
+            if got.as_deref() != Some(want.as_str()) {
+                problems.push(format!("{what} {attr}: guest {got:?}, QEMU {want:?}"));
+            }
+        };
+        field("model", device.model.clone());
+        field("type", (if device.cdrom { "5" } else { "0" }).to_string());
+        match (device.cdrom, device.bytes) {
+            (false, Some(bytes)) => field("capacity", (bytes / 512).to_string()),
+            (false, None) => problems.push(format!("{what}: query-block gives no medium for a disk")),
+            (true, medium) => {
+                field("media_present", (if medium.is_some() { "1" } else { "0" }).to_string());
+                let disc = format!("{dir}/disc");
+                match medium {
+                    Some(bytes) => {
+                        let got = text(&format!("{disc}/capacity"));
+                        if got != Some((bytes / 512).to_string()) {
+                            problems.push(format!("{what} disc/capacity: guest {got:?}, QEMU {} sectors", bytes / 512));
+                        }
+                    }
+                    None if snapshot.get(&disc).is_some() => {
+                        problems.push(format!("{what} disc: the guest shows a medium, QEMU has none"))
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    for (name, dir) in snapshot_luns(snapshot) {
+        if !expected.contains(&dir) {
+            problems.push(format!("LUN {name} at {dir} is in the snapshot but QEMU has no SCSI device there"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("the guest's SCSI view disagrees with QEMU's:\n  {}", problems.join("\n  "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -166,5 +330,100 @@ mod tests {
         // A host of another function does not count.
         let other = "d root/pci0/00:04.0\nd root/pci0/00:05.0\nd root/pci0/00:05.0/host0\n";
         assert!(host_number(other, "root/pci0/00:04.0").is_err());
+    }
+    /// A guest with one host under 00:04.0 and one disk at target 1 LUN 0.
+    const ONE_DISK: &str = "d bus\n\
+        d bus/scsi\n\
+        d bus/scsi/devices\n\
+        l bus/scsi/devices/0:0:1:0 -> ../../../root/pci0/00:04.0/host0/target0:0:1/0:0:1:0\n\
+        l bus/scsi/devices/host0 -> ../../../root/pci0/00:04.0/host0\n\
+        d root\n\
+        d root/pci0\n\
+        d root/pci0/00:04.0\n\
+        d root/pci0/00:04.0/host0\n\
+        d root/pci0/00:04.0/host0/target0:0:1\n\
+        d root/pci0/00:04.0/host0/target0:0:1/0:0:1:0\n\
+        f root/pci0/00:04.0/host0/target0:0:1/0:0:1:0/capacity 8192\n\
+        f root/pci0/00:04.0/host0/target0:0:1/0:0:1:0/model QEMU HARDDISK\n\
+        f root/pci0/00:04.0/host0/target0:0:1/0:0:1:0/type 0\n";
+
+    fn hba() -> Vec<QemuFunction> {
+        vec![QemuFunction {
+            name: "00:04.0".into(),
+            vendor: 0x1af4,
+            device: 0x1004,
+            class: 0x0100,
+            irq: None,
+            bars: vec![],
+            bridge: None,
+            qdev_id: "scsi0".into(),
+            devpath: "root/pci0/00:04.0".into(),
+            parent: None,
+        }]
+    }
+
+    fn disk(id: &str, target: u32, lun: u32, bytes: u64) -> QemuScsiDevice {
+        QemuScsiDevice {
+            id: id.into(),
+            cdrom: false,
+            address: ScsiAddress { hba: "scsi0".into(), target, lun },
+            model: "QEMU HARDDISK".into(),
+            bytes: Some(bytes),
+        }
+    }
+
+    fn check(snapshot: &str, qemu: &[QemuScsiDevice]) -> Result<()> {
+        scsi_matches_qemu(&Snapshot::parse(snapshot.as_bytes()).unwrap(), qemu, &hba())
+    }
+
+    fn problem(snapshot: &str, qemu: &[QemuScsiDevice]) -> String {
+        format!("{:#}", check(snapshot, qemu).expect_err("the check must fail"))
+    }
+
+    #[test]
+    fn the_scsi_view_matches_when_guest_and_qemu_agree() {
+        check(ONE_DISK, &[disk("sd0", 1, 0, 8192 * 512)]).unwrap();
+    }
+
+    #[test]
+    fn a_wrong_size_is_named() {
+        let e = problem(ONE_DISK, &[disk("sd0", 1, 0, 4096 * 512)]);
+        assert!(e.contains("sd0 (scsi-hd on scsi0, target 1 LUN 0) capacity") && e.contains("\"4096\""), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_model_or_type_is_named() {
+        let mut cd = disk("cd1", 1, 0, 8192 * 512);
+        cd.cdrom = true;
+        cd.model = "QEMU CD-ROM".into();
+        let e = problem(ONE_DISK, &[cd]);
+        assert!(e.contains("cd1 (scsi-cd on scsi0, target 1 LUN 0) model"), "{e}");
+        assert!(e.contains("type: guest Some(\"0\"), QEMU \"5\""), "{e}");
+        assert!(e.contains("media_present"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_lun_is_named() {
+        let e = problem(ONE_DISK, &[disk("sd0", 1, 0, 8192 * 512), disk("sd1", 1, 1, 512)]);
+        assert!(e.contains("sd1 (scsi-hd on scsi0, target 1 LUN 1) is in QEMU but the snapshot has no LUN at root/pci0/00:04.0/host0/target0:0:1/0:0:1:1"), "{e}");
+    }
+
+    #[test]
+    fn an_extra_lun_is_named() {
+        let e = problem(ONE_DISK, &[]);
+        assert!(e.contains("LUN 0:0:1:0 at root/pci0/00:04.0/host0/target0:0:1/0:0:1:0 is in the snapshot but QEMU has no SCSI device there"), "{e}");
+    }
+
+    #[test]
+    fn a_lun_in_the_wrong_place_is_named_at_both_ends() {
+        let e = problem(ONE_DISK, &[disk("sd0", 2, 0, 8192 * 512)]);
+        assert!(e.contains("sd0 (scsi-hd on scsi0, target 2 LUN 0) is in QEMU but the snapshot has no LUN at root/pci0/00:04.0/host0/target0:0:2/0:0:2:0"), "{e}");
+        assert!(
+            e.contains("LUN 0:0:1:0 at root/pci0/00:04.0/host0/target0:0:1/0:0:1:0 is in the snapshot but QEMU"),
+            "{e}"
+        );
+        let mut elsewhere = disk("sd0", 1, 0, 8192 * 512);
+        elsewhere.address.hba = "scsi9".into();
+        assert!(problem(ONE_DISK, &[elsewhere]).contains("its HBA scsi9 is not in query-pci"));
     }
 }

@@ -60,7 +60,9 @@ macro_rules! scenario_tests {
 /// profile: `<name>@pc.snap`), and require a clean power-off.
 pub async fn scenario(profile: &str, name: &str) -> Result<()> {
     let scenario = harness::scenario::get(name)?;
-    let mut vm = boot(profile, name).await?;
+    let mut config = VmConfig::new(profile, &format!("{name}-{profile}"))?;
+    config.append = scenario.append.to_string();
+    let mut vm = Vm::boot(config).await?;
     let goldens = (scenario.run)(&mut vm).await?;
     for (golden, text) in goldens.0 {
         assert_profile_snapshot!(profile, golden, text);
