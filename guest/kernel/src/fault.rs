@@ -65,6 +65,9 @@ faults! {
     /// An IDE medium change registers the new disc without waiting for the
     /// old one's release.
     MediumChangeSkipsRelease = "medium-change-skips-release",
+    /// A SCSI LUN that QEMU removed on its own is torn down without waiting
+    /// for the driverfs reads still inside it (other devices drain).
+    ScsiLunNotDrained = "scsi-lun-not-drained",
 }
 
 /// 0: no fault; otherwise the planted fault's index + 1.

@@ -57,6 +57,11 @@ impl Core {
         self.buses[bus.0 as usize].name
     }
 
+    /// Is `dev` on the bus called `name`?
+    pub fn is_on_bus(&self, dev: DeviceId, name: &str) -> bool {
+        self.device(dev).bus.is_some_and(|bus| self.bus_name(bus) == name)
+    }
+
     pub fn find_bus(&self, name: &str) -> Option<BusId> {
         self.buses.iter().position(|b| b.name == name).map(|i| BusId(i as u16))
     }

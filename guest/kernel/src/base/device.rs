@@ -549,7 +549,9 @@ pub fn device_del(core: &CoreRef, dev: DeviceId) -> LocalFuture<'_, Result<(), E
             }
         }
         core.borrow_mut().del_unlink(dev);
-        if !fault::planted(Fault::RemovalSkipsDrain) {
+        let skip_drain = fault::planted(Fault::RemovalSkipsDrain)
+            || (fault::planted(Fault::ScsiLunNotDrained) && core.borrow().is_on_bus(dev, crate::scsi::BUS_NAME));
+        if !skip_drain {
             wait_until(|| core.borrow().nodes_drained(dev)).await;
         }
         core.borrow_mut().del_finish(dev);
