@@ -10,7 +10,10 @@
 //! - usb: `device_add usb-kbd` → the guest's `add` of the device and of its
 //!   interface, `device_del` → its `remove`, cycles per second;
 //! - media: a CD medium change through QMP → the guest's `change` uevent
-//!   (profiles with an IDE CD).
+//!   (profiles with an IDE CD);
+//! - scsi: `device_add scsi-hd` → the guest's `add` of the LUN, `device_del`
+//!   → its `remove` (QEMU does not wait for the guest), plug+unplug cycles
+//!   per second (profiles with the `scsi-disk` capability).
 //!
 //! VMs run one at a time so they do not compete for the two cores.
 
@@ -83,7 +86,7 @@ pub struct Options {
     pub runs: usize,
     pub profiles: Vec<String>,
     pub firmwares: Vec<Firmware>,
-    /// Which groups to run: `boot`, `hotplug`, `usb`, `media` (all when empty).
+    /// Which groups to run: `boot`, `hotplug`, `usb`, `media`, `scsi` (all when empty).
     pub only: Vec<String>,
 }
 
@@ -201,6 +204,54 @@ pub async fn media_latency(profile: &str, runs: usize) -> Result<Vec<Measurement
     Ok(vec![Measurement::latency("ide: change medium -> change uevent", profile, Firmware::default(), &samples, None)])
 }
 
+/// `device_add scsi-hd` return → the guest's `add` of the LUN.
+pub const SCSI_PLUG_GOAL_MS: f64 = 5.0;
+/// `device_del` of a `scsi-hd` return → the guest's `remove` of the LUN.
+pub const SCSI_UNPLUG_GOAL_MS: f64 = 10.0;
+
+/// Plug and unplug a `scsi-hd` (a `null-co` node) at target 1 of the
+/// profile's HBA, `runs` times. QEMU unplugs it without asking the guest.
+pub async fn scsi_latency(profile: &str, runs: usize) -> Result<Vec<Measurement>> {
+    let firmware = Firmware::default();
+    let mut config = VmConfig::new(profile, &format!("bench-scsi-{profile}"))?;
+    config.quiet = true;
+    let vm = Vm::boot(config).await?;
+    if vm.config.profile.lacks(&["scsi-disk"]).is_some() {
+        vm.shutdown().await?;
+        return Ok(Vec::new());
+    }
+    vm.qmp
+        .execute_raw(
+            "blockdev-add",
+            serde_json::json!({"driver": "null-co", "node-name": "bench", "size": 1 << 20, "read-zeroes": true}),
+        )
+        .await
+        .context("blockdev-add null-co")?;
+    let (mut added, mut removed, mut cycles) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let start = std::time::Instant::now();
+        let id = format!("bench{i}");
+        let disk = Plug::new("scsi-hd", &id).bus("scsi0.0").prop("drive", "bench").prop("scsi-id", 1).prop("lun", 0);
+        let plugged = vm.plug(&disk).await?;
+        let unplugged = vm.unplug(&id).await?;
+        cycles.push(start.elapsed());
+        added.push(plugged.add_latency);
+        removed.push(unplugged.removed_after);
+    }
+    vm.shutdown().await?;
+    Ok(vec![
+        Measurement::latency("scsi: device_add hd -> add uevent", profile, firmware, &added, Some(SCSI_PLUG_GOAL_MS)),
+        Measurement::latency(
+            "scsi: device_del hd -> remove uevent",
+            profile,
+            firmware,
+            &removed,
+            Some(SCSI_UNPLUG_GOAL_MS),
+        ),
+        Measurement::rate("scsi: plug+unplug cycles", profile, firmware, &cycles),
+    ])
+}
+
 pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> {
     let mut results = Vec::new();
     let wants = |group: &str| options.only.is_empty() || options.only.iter().any(|g| g == group);
@@ -219,6 +270,9 @@ pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> 
         }
         if wants("usb") {
             results.extend(usb_latency(profile, options.runs.max(10)).await?);
+        }
+        if wants("scsi") {
+            results.extend(scsi_latency(profile, options.runs.max(10)).await?);
         }
         if wants("media") {
             results.extend(media_latency(profile, options.runs.max(10)).await?);

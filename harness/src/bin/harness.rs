@@ -88,7 +88,7 @@ enum Command {
         /// Firmwares to compare (repeatable): qboot, seabios.
         #[arg(long = "firmware", default_values_t = ["qboot".to_string(), "seabios".to_string()])]
         firmwares: Vec<String>,
-        /// Only these groups (repeatable): boot, hotplug, usb, media.
+        /// Only these groups (repeatable): boot, hotplug, usb, media, scsi.
         #[arg(long)]
         only: Vec<String>,
         /// Where bench.json goes [default: target/bench at the project root].
@@ -239,8 +239,8 @@ async fn dispatch(command: Command) -> Result<bool> {
             for p in &profiles {
                 profile::Profile::get(p)?;
             }
-            if let Some(bad) = only.iter().find(|g| !["boot", "hotplug", "usb", "media"].contains(&g.as_str())) {
-                anyhow::bail!("unknown bench group {bad:?} (boot, hotplug, usb, media)");
+            if let Some(bad) = only.iter().find(|g| !["boot", "hotplug", "usb", "media", "scsi"].contains(&g.as_str())) {
+                anyhow::bail!("unknown bench group {bad:?} (boot, hotplug, usb, media, scsi)");
             }
             let out = out.unwrap_or_else(|| root().join("target").join("bench"));
             bench::run(&bench::Options { runs: runs.max(1), profiles, firmwares, only }, &out).await?;
