@@ -14,6 +14,7 @@
 //! provides = ["pci-hotplug", "ide-disk", "ide-cd"]   # see CAPABILITIES
 //! args = []                           # raw QEMU arguments, before the devices
 //! disk-image = "disk.img"             # an `images` recipe, as block node hd0
+//! block-images = { sd0 = "disk.img" } # more recipes, by block node name
 //! pci-slots = [{ bus = "pci.0", addr = 5, count = 20 }]   # express = false
 //! no-hotplug-buses = []               # buses where QEMU must refuse device_add
 //!
