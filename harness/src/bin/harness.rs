@@ -239,7 +239,8 @@ async fn dispatch(command: Command) -> Result<bool> {
             for p in &profiles {
                 profile::Profile::get(p)?;
             }
-            if let Some(bad) = only.iter().find(|g| !["boot", "hotplug", "usb", "media", "scsi"].contains(&g.as_str())) {
+            if let Some(bad) = only.iter().find(|g| !["boot", "hotplug", "usb", "media", "scsi"].contains(&g.as_str()))
+            {
                 anyhow::bail!("unknown bench group {bad:?} (boot, hotplug, usb, media, scsi)");
             }
             let out = out.unwrap_or_else(|| root().join("target").join("bench"));
