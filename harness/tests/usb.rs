@@ -84,3 +84,13 @@ async fn held_read_pc() -> Result<()> {
 async fn held_read_q35() -> Result<()> {
     common::scenario("q35", "usb-held-read").await
 }
+
+#[tokio::test]
+async fn unplug_during_enumeration_pc() -> Result<()> {
+    common::scenario("pc", "usb-unplug-during-enumeration").await
+}
+
+#[tokio::test]
+async fn unplug_during_enumeration_q35() -> Result<()> {
+    common::scenario("q35", "usb-unplug-during-enumeration").await
+}

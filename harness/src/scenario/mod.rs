@@ -340,6 +340,12 @@ pub fn all() -> Vec<Scenario> {
             run: |vm| Box::pin(usb::held_read_across_surprise_removal(vm)),
             append: "",
         },
+        Scenario {
+            name: "usb-unplug-during-enumeration",
+            summary: "the device removed between SET_ADDRESS and SET_CONFIGURATION (checkpoint usb-enum): nothing registered",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::unplug_during_enumeration(vm)),
+        },
     ]
 }
 

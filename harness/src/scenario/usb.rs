@@ -325,3 +325,32 @@ pub async fn held_read_across_surprise_removal(vm: &mut Vm) -> Result<Goldens> {
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(Goldens::new())
 }
+
+/// The device removed after SET_ADDRESS and before SET_CONFIGURATION,
+/// every time: the guest's enumeration stops at the `usb-enum` checkpoint
+/// (announced as `* checkpoint usb-enum 1-1`), QEMU deletes the device,
+/// then the checkpoint is released. The next transfer finds no device:
+/// nothing is registered, the address is given back, nothing leaks, and
+/// the port works for the next device.
+pub async fn unplug_during_enumeration(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let (ucursor, ncursor, qcursor) = (vm.control.uevent_cursor(), vm.control.notice_cursor(), vm.qmp.cursor());
+    vm.call("checkpoint arm usb-enum").await?;
+    vm.device_add(&usb("usb-kbd", "brief", "1")).await?;
+    let notice = "checkpoint usb-enum 1-1";
+    vm.wait_notice(ncursor, notice, |n| n == notice).await?;
+    vm.device_del("brief").await?;
+    vm.wait_device_deleted(qcursor, "brief").await?;
+    vm.call("checkpoint release usb-enum").await?;
+    vm.settle().await?;
+    let added: Vec<String> =
+        vm.control.uevents().into_iter().skip(ucursor).filter(|u| u.action == "add").map(|u| u.devpath).collect();
+    ensure!(added.is_empty(), "a device cut off during enumeration must not be registered: {added:?}");
+    vm.checked_snapshot().await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    let again = vm.usb_plug(&usb("usb-mouse", "after", "1")).await.context("the port after the cut")?;
+    ensure!(vm.snapshot().await?.value(&format!("{}/product", again.devpath)) == Some("QEMU USB Mouse"));
+    vm.unplug("after").await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(Goldens::new())
+}

@@ -44,7 +44,7 @@ impl Usb {
         let (ctx, hcd) = {
             let mut c = core.borrow_mut();
             let pci = c.bus_register("pci");
-            let ctx = UsbContext::register(&mut c, &core, platform, exec.spawner(), pci);
+            let ctx = UsbContext::register(&mut c, &core, platform, exec.spawner(), Rc::default(), pci);
             ctx.root_poll_passes.set(1);
             let controller = c.device_register("ctl", None, None, Box::new(Controller)).unwrap();
             let hcd = Rc::new(FakeHcd::default());

@@ -409,6 +409,9 @@ async fn configure(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) -
     )
     .await?;
     host.hc.reset_pipes(dev.address);
+    if let Some(core) = ctx.core.upgrade() {
+        ctx.checkpoints.reach(&core, "usb-enum", &dev.name()).await;
+    }
     let raw = control(ctx, host, dev, request::device_descriptor(DeviceDescriptor::LEN as u16), Vec::new()).await?;
     let descriptor = DeviceDescriptor::parse(&raw).ok_or(UsbError::Protocol)?;
     // Exact lengths: QEMU's UHCI runs about one TD per frame on a control

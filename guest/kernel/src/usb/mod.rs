@@ -65,6 +65,9 @@ pub struct UsbContext {
     /// takes QEMU's big lock, which its frame timer needs too; fewer than
     /// `subsystem::SETTLE_PASSES`, so `settle` has always seen the ports.
     pub root_poll_passes: Cell<u32>,
+    /// Deterministic race hooks: `usb-enum` stops enumeration between
+    /// SET_ADDRESS and the first request at the new address.
+    pub checkpoints: Rc<crate::checkpoint::Checkpoints>,
 }
 
 /// Where a device sits and whether it is still there.
@@ -181,6 +184,7 @@ impl UsbContext {
         shared: &CoreRef,
         platform: &'static dyn Platform,
         spawner: Spawner,
+        checkpoints: Rc<crate::checkpoint::Checkpoints>,
         pci_bus: BusId,
     ) -> Rc<UsbContext> {
         let bus = core.bus_register(BUS_NAME);
@@ -192,6 +196,7 @@ impl UsbContext {
             bus,
             hosts: RefCell::new(Vec::new()),
             root_poll_passes: Cell::new(ROOT_POLL_PASSES),
+            checkpoints,
         });
         drivers::register(core, &ctx);
         core.driver_register(pci_bus, Rc::new(uhci::UhciDriver { ctx: Rc::clone(&ctx) }));
@@ -345,7 +350,14 @@ pub struct UsbSubsystem {
 /// before `usb`).
 pub fn register(sys: &ServicesRef) -> Rc<dyn Subsystem> {
     let pci_bus = sys.bus(crate::pci::BUS_NAME);
-    let ctx = UsbContext::register(&mut sys.core.borrow_mut(), &sys.core, sys.platform, sys.spawner.clone(), pci_bus);
+    let ctx = UsbContext::register(
+        &mut sys.core.borrow_mut(),
+        &sys.core,
+        sys.platform,
+        sys.spawner.clone(),
+        Rc::clone(&sys.checkpoints),
+        pci_bus,
+    );
     Rc::new(UsbSubsystem { ctx })
 }
 
