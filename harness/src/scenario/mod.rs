@@ -345,6 +345,7 @@ pub fn all() -> Vec<Scenario> {
             summary: "the device removed between SET_ADDRESS and SET_CONFIGURATION (checkpoint usb-enum): nothing registered",
             needs: USB_UHCI,
             run: |vm| Box::pin(usb::unplug_during_enumeration(vm)),
+            append: "",
         },
     ]
 }
