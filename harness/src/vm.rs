@@ -547,7 +547,8 @@ impl Vm {
         let devices = crate::bus::usb::qemu_usb_devices(self).await?;
         crate::bus::usb::usb_matches_qemu(&snapshot, &devices, &hubs)?;
         let scsi = crate::bus::scsi::qemu_scsi_devices(self).await?;
-        crate::bus::scsi::scsi_matches_qemu(&snapshot, &scsi, &qemu)?;
+        let sticks = crate::bus::usb::storage_adapters(&devices, &hubs);
+        crate::bus::scsi::scsi_matches_qemu(&snapshot, &scsi, &qemu, &sticks)?;
         Ok(snapshot)
     }
 

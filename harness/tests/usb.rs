@@ -94,3 +94,13 @@ async fn unplug_during_enumeration_pc() -> Result<()> {
 async fn unplug_during_enumeration_q35() -> Result<()> {
     common::scenario("q35", "usb-unplug-during-enumeration").await
 }
+
+#[tokio::test]
+async fn storage_pc() -> Result<()> {
+    common::scenario("pc", "usb-storage").await
+}
+
+#[tokio::test]
+async fn storage_q35() -> Result<()> {
+    common::scenario("q35", "usb-storage").await
+}

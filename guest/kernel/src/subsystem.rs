@@ -82,6 +82,9 @@ pub struct Services {
     pub spawner: Spawner,
     /// Deterministic race hooks any bus can place (`checkpoint` verb).
     pub checkpoints: Rc<Checkpoints>,
+    /// The SCSI midlayer, for host adapters on buses registered after it
+    /// (`usb-storage` on `usb`).
+    pub scsi: core::cell::RefCell<Option<Rc<crate::scsi::Scsi>>>,
     cmdline: Cmdline,
 }
 
@@ -91,7 +94,14 @@ pub type ServicesRef = Rc<Services>;
 impl Services {
     /// The services of one boot (`system.rs` makes them once).
     pub fn new(platform: &'static dyn Platform, core: CoreRef, spawner: Spawner, cmdline: Cmdline) -> ServicesRef {
-        Rc::new(Services { platform, core, spawner, checkpoints: Rc::new(Checkpoints::new()), cmdline })
+        Rc::new(Services {
+            platform,
+            core,
+            spawner,
+            checkpoints: Rc::new(Checkpoints::new()),
+            scsi: Default::default(),
+            cmdline,
+        })
     }
 
     /// The kernel command line, e.g. for `scsi.event_buffers=0`.

@@ -18,7 +18,7 @@
 //! `scsi-hd`/`scsi-cd` QEMU has (QOM) is where the rules above put it, with
 //! QEMU's model and size (`query-block`), and the guest shows no other LUN.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -149,7 +149,11 @@ pub async fn qemu_scsi_devices(vm: &Vm) -> Result<Vec<QemuScsiDevice>> {
     let blocks = vm.qmp.execute_raw("query-block", json!({})).await.context("query-block")?;
     let blocks = blocks.as_array().cloned().unwrap_or_default();
     let mut out = Vec::new();
-    for container in ["/machine/peripheral", "/machine/peripheral-anon"] {
+    // A usb-storage stick makes its own disk, without an id: a `scsi-disk`
+    // on the stick's SCSI bus (`/machine/peripheral/stick/stick.0/legacy[0]`).
+    let mut containers: Vec<String> = vec!["/machine/peripheral".into(), "/machine/peripheral-anon".into()];
+    while let Some(container) = containers.pop() {
+        let container = container.as_str();
         let children = vm
             .qmp
             .execute_raw("qom-list", json!({"path": container}))
@@ -158,8 +162,16 @@ pub async fn qemu_scsi_devices(vm: &Vm) -> Result<Vec<QemuScsiDevice>> {
         for child in children.as_array().into_iter().flatten() {
             let (Some(name), Some(kind)) = (child["name"].as_str(), child["type"].as_str()) else { continue };
             let cdrom = match kind {
-                "child<scsi-hd>" => false,
+                "child<scsi-hd>" | "child<scsi-disk>" => false,
                 "child<scsi-cd>" => true,
+                "child<usb-storage>" => {
+                    containers.push(format!("{container}/{name}"));
+                    continue;
+                }
+                "child<SCSI>" if container.starts_with("/machine/peripheral") => {
+                    containers.push(format!("{container}/{name}"));
+                    continue;
+                }
                 _ => continue,
             };
             let path = format!("{container}/{name}");
@@ -202,27 +214,40 @@ pub fn snapshot_luns(snapshot: &Snapshot) -> Vec<(String, String)> {
 /// `capacity` in 512-byte sectors, a CD's `media_present` and its `disc`'s
 /// `capacity`. The guest shows no other LUN. Each problem names the device
 /// and the field.
-pub fn scsi_matches_qemu(snapshot: &Snapshot, qemu: &[QemuScsiDevice], pci: &[QemuFunction]) -> Result<()> {
+///
+/// `usb_adapters` maps a usb-storage stick's id to its interface's
+/// directory: the stick is the HBA of the disk QEMU made for it.
+pub fn scsi_matches_qemu(
+    snapshot: &Snapshot,
+    qemu: &[QemuScsiDevice],
+    pci: &[QemuFunction],
+    usb_adapters: &BTreeMap<String, String>,
+) -> Result<()> {
     let mut problems = Vec::new();
     let mut expected = BTreeSet::new();
     let text = |path: &str| snapshot.value(path).map(|v| String::from_utf8_lossy(&unescape(v)).trim_end().to_string());
     for device in qemu {
         let what = device.describe();
-        let Some(hba) = pci.iter().find(|f| f.qdev_id == device.address.hba) else {
-            problems.push(format!("{what}: its HBA {} is not in query-pci", device.address.hba));
+        let adapter = pci
+            .iter()
+            .find(|f| f.qdev_id == device.address.hba)
+            .map(|f| f.devpath.clone())
+            .or_else(|| usb_adapters.get(&device.address.hba).cloned());
+        let Some(adapter) = adapter else {
+            problems.push(format!("{what}: its HBA {} is neither in query-pci nor a usb-storage", device.address.hba));
             continue;
         };
         let hosts: Vec<&str> = snapshot
-            .children(&hba.devpath)
+            .children(&adapter)
             .into_iter()
             .filter(|c| c.strip_prefix("host").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
             .collect();
         let [host] = hosts.as_slice() else {
-            problems.push(format!("{what}: the guest shows {} host<N> directories under {}", hosts.len(), hba.devpath));
+            problems.push(format!("{what}: the guest shows {} host<N> directories under {adapter}", hosts.len()));
             continue;
         };
         let number: u32 = host["host".len()..].parse().expect("digits");
-        let dir = lun_devpath(&hba.devpath, number, &device.address);
+        let dir = lun_devpath(&adapter, number, &device.address);
         expected.insert(dir.clone());
         if !matches!(snapshot.get(&dir), Some(Entry::Dir { .. })) {
             problems.push(format!("{what} is in QEMU but the snapshot has no LUN at {dir}"));
@@ -373,7 +398,7 @@ mod tests {
     }
 
     fn check(snapshot: &str, qemu: &[QemuScsiDevice]) -> Result<()> {
-        scsi_matches_qemu(&Snapshot::parse(snapshot.as_bytes()).unwrap(), qemu, &hba())
+        scsi_matches_qemu(&Snapshot::parse(snapshot.as_bytes()).unwrap(), qemu, &hba(), &BTreeMap::new())
     }
 
     fn problem(snapshot: &str, qemu: &[QemuScsiDevice]) -> String {

@@ -116,6 +116,21 @@ pub async fn root_hubs(vm: &Vm, snapshot: &Snapshot) -> Result<BTreeMap<String, 
 }
 
 /// `root/.../usb1` + port `1.2` → `root/.../usb1/1-1/1-1.2`.
+/// Each usb-storage stick QEMU has, by the name its SCSI bus carries (its
+/// id), with the guest directory of its interface (`.../1-1/1-1:1.0`),
+/// where the stick's `host<H>` must be.
+pub fn storage_adapters(qemu: &[QemuUsbDevice], root_hubs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    qemu.iter()
+        .filter(|d| d.model == "usb-storage")
+        .filter_map(|d| {
+            let device = device_devpath(root_hubs.get(&d.controller)?, &d.port);
+            let name = device.rsplit('/').next()?.to_string();
+            let hba = d.qom_path.rsplit('/').next()?.to_string();
+            Some((hba, format!("{device}/{name}:1.0")))
+        })
+        .collect()
+}
+
 pub fn device_devpath(root_hub: &str, port: &str) -> String {
     let bus = root_hub.rsplit('/').next().unwrap_or_default().trim_start_matches("usb");
     let mut path = root_hub.to_string();

@@ -347,6 +347,13 @@ pub fn all() -> Vec<Scenario> {
             run: |vm| Box::pin(usb::unplug_during_enumeration(vm)),
             append: "",
         },
+        Scenario {
+            name: "usb-storage",
+            summary: "a usb-storage stick: its disk's capacity, signature and partitions over Bulk-Only Transport; LUN, target, host, interface, device removed in order",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::storage(vm)),
+            append: "",
+        },
     ]
 }
 

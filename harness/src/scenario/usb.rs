@@ -354,3 +354,49 @@ pub async fn unplug_during_enumeration(vm: &mut Vm) -> Result<Goldens> {
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(Goldens::new())
 }
+
+/// A usb-storage stick on the profile's `usb0` block node (a private copy
+/// of the MBR disk image): the disk appears as
+/// `1-1:1.0/host<H>/target<H>:0:0/<H>:0:0:0` with the image's capacity,
+/// signature and partitions, all read over Bulk-Only Transport; unplugged,
+/// the LUN, target, host, interface and device go in that order.
+pub async fn storage(vm: &mut Vm) -> Result<Goldens> {
+    let controller = controller_devpath(vm).await?;
+    let baseline = vm.stats().await?;
+    let plugged = vm.usb_plug(&usb("usb-storage", "stick", "1").prop("drive", "usb0")).await?;
+    vm.settle().await?;
+    let snapshot = vm.checked_snapshot().await?;
+    let iface = format!("{}/1-1:1.0", plugged.devpath);
+    let host = crate::bus::scsi::host_number(&snapshot.subtree(&iface).render(), &iface)?;
+    let lun = format!("{iface}/host{host}/target{host}:0:0/{host}:0:0:0");
+    let recipe = &images::DISK;
+    let value = |attr: &str| snapshot.value(&format!("{lun}/{attr}")).map(str::to_string);
+    ensure!(value("capacity") == Some(recipe.sectors.to_string()), "{lun}: capacity {:?}", value("capacity"));
+    ensure!(value("signature") == Some(format!("{:#010x}", recipe.signature)), "signature {:?}", value("signature"));
+    for p in recipe.partitions {
+        let part = |attr: &str| value(&format!("part{}/{attr}", p.number));
+        ensure!(part("start") == Some(p.start.to_string()), "part{} start {:?}", p.number, part("start"));
+        ensure!(part("size") == Some(p.sectors.to_string()), "part{} size {:?}", p.number, part("size"));
+    }
+    let mut goldens = Goldens::new();
+    goldens.push("usb_storage", snapshot.subtree(&controller).render());
+    let cursor = vm.control.uevent_cursor();
+    vm.unplug("stick").await?;
+    vm.settle().await?;
+    let removes = removes_below(vm, cursor, &plugged.devpath, &controller);
+    let base = plugged.devpath.strip_prefix(controller.as_str()).unwrap_or(&plugged.devpath).trim_start_matches('/');
+    let lun_rel = format!("{base}/1-1:1.0/host{host}/target{host}:0:0/{host}:0:0:0");
+    let order: Vec<&str> = removes.iter().map(String::as_str).filter(|r| !r.contains("/part")).collect();
+    let expected = [
+        lun_rel.clone(),
+        format!("{base}/1-1:1.0/host{host}/target{host}:0:0"),
+        format!("{base}/1-1:1.0/host{host}"),
+        format!("{base}/1-1:1.0"),
+        base.to_string(),
+    ];
+    ensure!(order == expected, "removal order {order:?}, expected {expected:?}");
+    check_depth_first(&removes)?;
+    vm.checked_snapshot().await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(goldens)
+}

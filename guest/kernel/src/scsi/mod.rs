@@ -1,6 +1,6 @@
 //! The SCSI midlayer: hosts, targets and LUNs in the device model, the
 //! `scsi` bus with its upper drivers, scanning and removal. Host adapters
-//! (virtio-scsi today, usb-storage later) plug in through
+//! (virtio-scsi on `pci`, usb-storage on `usb`) plug in through
 //! [`ScsiTransport`]: "send this CDB to target/LUN with this data, give me
 //! status, sense and residue, or a transport error".
 //!
@@ -106,6 +106,7 @@ pub fn register(sys: &crate::subsystem::ServicesRef) -> alloc::rc::Rc<dyn crate:
         .and_then(|v| v.parse().ok())
         .unwrap_or(crate::virtio::scsi::DEFAULT_EVENT_BUFFERS);
     core.driver_register(pci_bus, Rc::new(crate::virtio::scsi::VirtioScsiDriver::new(Rc::clone(&scsi), event_buffers)));
+    *sys.scsi.borrow_mut() = Some(Rc::clone(&scsi));
     Rc::new(ScsiSubsystem { scsi })
 }
 

@@ -9,6 +9,7 @@
 //! - [`hub`]: the hub thread (Linux's khubd): port changes, serialized
 //!   enumeration, disconnects;
 //! - [`drivers`]: the drivers on the `usb` bus;
+//! - [`storage`]: `usb-storage`, Bulk-Only Transport as a SCSI host adapter;
 //! - this file: the per-controller state ([`UsbHost`]) and the registry of
 //!   attached devices ([`UsbDev`]).
 //!
@@ -23,6 +24,7 @@ pub mod drivers;
 pub mod hcd;
 pub mod hub;
 pub mod request;
+pub mod storage;
 pub mod uhci;
 
 #[cfg(test)]
@@ -358,6 +360,12 @@ pub fn register(sys: &ServicesRef) -> Rc<dyn Subsystem> {
         Rc::clone(&sys.checkpoints),
         pci_bus,
     );
+    // Sticks enumerate on the hub threads, after this: their interfaces
+    // find `usb-storage` registered.
+    if let Some(scsi) = sys.scsi.borrow().as_ref() {
+        let storage = storage::StorageDriver::new(Rc::clone(&ctx), Rc::clone(scsi));
+        sys.core.borrow_mut().driver_register(ctx.bus, Rc::new(storage));
+    }
     Rc::new(UsbSubsystem { ctx })
 }
 
