@@ -449,6 +449,6 @@ mod tests {
         );
         let mut elsewhere = disk("sd0", 1, 0, 8192 * 512);
         elsewhere.address.hba = "scsi9".into();
-        assert!(problem(ONE_DISK, &[elsewhere]).contains("its HBA scsi9 is not in query-pci"));
+        assert!(problem(ONE_DISK, &[elsewhere]).contains("its HBA scsi9 is neither in query-pci nor a usb-storage"));
     }
 }
