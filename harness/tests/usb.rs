@@ -104,3 +104,13 @@ async fn storage_pc() -> Result<()> {
 async fn storage_q35() -> Result<()> {
     common::scenario("q35", "usb-storage").await
 }
+
+#[tokio::test]
+async fn storage_held_read_pc() -> Result<()> {
+    common::scenario("pc", "usb-storage-held-read").await
+}
+
+#[tokio::test]
+async fn storage_held_read_q35() -> Result<()> {
+    common::scenario("q35", "usb-storage-held-read").await
+}

@@ -354,6 +354,13 @@ pub fn all() -> Vec<Scenario> {
             run: |vm| Box::pin(usb::storage(vm)),
             append: "",
         },
+        Scenario {
+            name: "usb-storage-held-read",
+            summary: "a read held on a stick's disk capacity while QEMU removes it: LUN, target, host, interface, device; old value, ENODEV",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::storage_held_read(vm)),
+            append: "",
+        },
     ]
 }
 

@@ -400,3 +400,63 @@ pub async fn storage(vm: &mut Vm) -> Result<Goldens> {
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(goldens)
 }
+
+/// A read held on a stick's disk `capacity` while QEMU removes the stick:
+/// the LUN stays dying (new opens ENOENT) and nothing above it goes until
+/// the read is let go and returns the old value; then the LUN, target,
+/// host, interface and device are removed in that order, and the old
+/// handle reads ENODEV.
+pub async fn storage_held_read(vm: &mut Vm) -> Result<Goldens> {
+    let baseline = vm.stats().await?;
+    let stick = vm.usb_plug(&usb("usb-storage", "held", "1").prop("drive", "usb0")).await?;
+    vm.settle().await?;
+    let iface = format!("{}/1-1:1.0", stick.devpath);
+    let host = crate::bus::scsi::host_number(&vm.snapshot().await?.subtree(&iface).render(), &iface)?;
+    let target = format!("{iface}/host{host}/target{host}:0:0");
+    let lun = format!("{target}/{host}:0:0:0");
+    let capacity = format!("{lun}/capacity");
+    let handle = vm.call_text(&format!("open {capacity}")).await?;
+    vm.call(&format!("hold {capacity}")).await?;
+    let read = vm.send(&format!("read {handle}")).await?;
+    vm.wait_stats("the held read's active reference", |s| s.devices.get(&lun).is_some_and(|d| d.active == 1)).await?;
+
+    let ucursor = vm.control.uevent_cursor();
+    let unplugged = vm.start_unplug("held").await?;
+    let stats = vm
+        .wait_stats("the LUN dying with the read inside it", |s| {
+            s.devices.get(&lun).is_some_and(|d| d.state == "dying")
+        })
+        .await?;
+    ensure!(stats.device(&lun)?.active == 1, "{stats:?}");
+    ensure!(vm.expect_errno(&format!("open {capacity}")).await? == "ENOENT", "no new open of a dying LUN");
+    ensure!(!read.is_answered(), "the held read finished early");
+    ensure!(
+        !vm.control.uevents().into_iter().skip(ucursor).any(|u| u.action == "remove" && u.devpath == stick.devpath),
+        "the stick was removed before the read on its LUN drained"
+    );
+
+    vm.call(&format!("unhold {capacity}")).await?;
+    let sectors = images::DISK.sectors;
+    ensure!(vm.wait_reply(read).await? == format!("{sectors}\n").as_bytes(), "the held read returns the old value");
+    vm.wait_uevent(ucursor, &format!("remove {}", stick.devpath), |u| {
+        u.action == "remove" && u.devpath == stick.devpath
+    })
+    .await?;
+    let removes: Vec<String> = vm
+        .control
+        .uevents()
+        .into_iter()
+        .skip(ucursor)
+        .filter(|u| u.action == "remove" && !u.devpath.contains("/part"))
+        .map(|u| u.devpath)
+        .collect();
+    let expected = [lun.clone(), target.clone(), format!("{iface}/host{host}"), iface.clone(), stick.devpath.clone()];
+    ensure!(removes == expected, "LUN, target, host, interface, device: {removes:?}");
+    unplugged.finish().await?;
+    vm.settle().await?;
+    ensure!(vm.expect_errno(&format!("read {handle}")).await? == "ENODEV", "the old handle reads ENODEV");
+    vm.call(&format!("close {handle}")).await?;
+    vm.checked_snapshot().await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(Goldens::new())
+}
