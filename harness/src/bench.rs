@@ -168,6 +168,24 @@ pub async fn usb_latency(profile: &str, runs: usize) -> Result<Vec<Measurement>>
         interface.push(plugged.interface_latency);
         removed.push(unplugged.removed_after);
     }
+    // A stick: enumeration, then the SCSI host's scan over Bulk-Only
+    // Transport (INQUIRY, capacity, the partition table) until the disk's add.
+    let mut disk = Vec::new();
+    for i in 0..runs {
+        let id = format!("stick{i}");
+        let cursor = vm.control.uevent_cursor();
+        let start = std::time::Instant::now();
+        let plugged =
+            vm.usb_plug(&Plug::new("usb-storage", &id).bus("uhci.0").prop("port", "1").prop("drive", "usb0")).await?;
+        let below = format!("{}/", plugged.devpath);
+        vm.wait_uevent(cursor, "the stick's SCSI disk add", |u| {
+            u.action == "add" && u.devpath.starts_with(&below) && u.devpath.ends_with(":0:0:0")
+        })
+        .await?;
+        disk.push(start.elapsed());
+        vm.unplug(&id).await?;
+        vm.settle().await?;
+    }
     vm.shutdown().await?;
     Ok(vec![
         Measurement::latency("usb: device_add kbd -> add", profile, firmware, &added, Some(USB_PLUG_GOAL_MS)),
@@ -180,6 +198,7 @@ pub async fn usb_latency(profile: &str, runs: usize) -> Result<Vec<Measurement>>
         ),
         Measurement::latency("usb: device_del -> remove", profile, firmware, &removed, Some(USB_UNPLUG_GOAL_MS)),
         Measurement::rate("usb: plug+unplug cycles", profile, firmware, &cycles),
+        Measurement::latency("usb: device_add usb-storage -> disk add", profile, firmware, &disk, None),
     ])
 }
 
