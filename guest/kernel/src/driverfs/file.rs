@@ -32,10 +32,14 @@ fn begin(core: &CoreRef, handle: u32) -> Result<(NodeId, DeviceId, bool, String)
 ///
 /// If the attribute is held, show() blocks inside its active reference until
 /// `unhold`, which is how tests catch a read in flight while removal starts.
+/// It first says so with a `* held <path>` notice (the canonical path), so
+/// the harness knows the read is inside show() before it starts a removal.
 pub async fn read(core: &CoreRef, handle: u32) -> Result<Vec<u8>, Errno> {
     let (node, dev, _, attr) = begin(core, handle)?;
     let held = core.borrow_mut().fs.hold_begin(node);
     if held {
+        let path = core.borrow().fs.path(node);
+        core.borrow_mut().notice(alloc::format!("held {path}"));
         wait_until(|| core.borrow().fs.hold_released(node)).await;
         core.borrow_mut().fs.hold_end(node);
     }

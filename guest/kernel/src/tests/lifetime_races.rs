@@ -316,3 +316,26 @@ fn c_a_parent_removal_waits_for_a_child_removal_already_draining() {
     assert_eq!([parent, child].map(|d| fx.core.borrow().state(d)), [DeviceState::Released; 2]);
     assert_eq!(fx.core.borrow().fs.unlinked_nodes(), 0, "a driverfs node leaked");
 }
+
+/// A held read announces `* held <path>` once it is blocked inside show()
+/// (not when the hold is armed), by its canonical path even when opened
+/// through a link, so the harness can start a removal knowing the read is
+/// in flight.
+#[test]
+fn a_held_read_says_when_it_blocks_inside_show() {
+    let mut fx = Fixture::new();
+    fx.add("a", None);
+    fx.events();
+    fx.core.borrow_mut().fs.hold("bus/testbus/devices/a/value").unwrap();
+    fx.run_until_idle();
+    assert_eq!(fx.events(), Vec::new(), "arming a hold says nothing");
+    let handle = fx.open("bus/testbus/devices/a/value").unwrap();
+    let read = fx.spawn_read(handle);
+    fx.run(3);
+    assert_eq!(fx.events(), vec![KernelEvent::Notice("held root/testbus/a/value".into())]);
+    assert_eq!(read.take(), None, "still blocked");
+    fx.core.borrow_mut().fs.unhold("root/testbus/a/value").unwrap();
+    fx.run_until_idle();
+    assert_eq!(read.take(), Some(Ok(b"a\n".to_vec())));
+    assert_eq!(fx.events(), Vec::new(), "one notice per held read");
+}
