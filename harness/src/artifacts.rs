@@ -1,53 +1,78 @@
-//! Per-run artifact directories under `target/harness-artifacts/<name>`:
-//! console log, QMP and control transcripts, uevents, snapshots, QEMU's
-//! stderr. A run that ends well removes its directory; any other ending
-//! (an error, a panic, a kill) keeps it and says where it is.
+//! Per-run artifact directories under [`root`] (by default
+//! `<target>/harness-artifacts/<name>/`, see [`crate::paths`]): console log,
+//! QMP and control transcripts, uevents, snapshots, QEMU's stderr and
+//! command line. A run that ends well removes its directory; any other
+//! ending (an error, a panic, a kill) keeps it and says where it is.
 //! `HARNESS_KEEP_ARTIFACTS=1` keeps them for passing runs too.
+//!
+//! A directory belongs to one run at a time: the run holds a lock on its
+//! `.lock` file. A second run with the same name while the first is alive
+//! (two tests, two test binaries) gets `<name>.2`, `<name>.3`, ... instead
+//! of overwriting it; a directory whose run has ended is cleared and reused,
+//! so reruns do not pile up.
 //!
 //! A directory that goes away mid-run (removed, replaced by a file) is not
 //! a silent loss: the files already open keep writing into the void, so
 //! every error of the run and the end of a failed run check the directory
 //! ([`unwritable`]) and say that the artifacts could not be written.
 
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
+/// One run's artifact directory; see the module docs.
 pub struct Artifacts {
     dir: PathBuf,
     passed: bool,
+    /// Locked for as long as the run lives.
+    _lock: File,
 }
 
 /// The directory all runs write under: `$HARNESS_ARTIFACTS_DIR`, else
-/// `target/harness-artifacts` in the workspace.
+/// `<target>/harness-artifacts` of the crate running the tests.
 pub fn root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HARNESS_ARTIFACTS_DIR") {
-        return PathBuf::from(dir);
-    }
-    guest_build::workspace_root().join("target").join("harness-artifacts")
+    crate::paths::artifacts_root()
 }
 
+/// Most runs with one name alive at once before giving up.
+const MAX_SAME_NAME: usize = 1000;
+
 impl Artifacts {
-    /// A fresh directory for `name` (its old content is removed).
+    /// A fresh directory for `name` under [`root`]; a leftover from an
+    /// earlier run of that name is cleared, a directory in use by a live
+    /// run is left alone (the new one gets a numbered sibling).
     pub fn create(name: &str) -> Result<Artifacts> {
-        let safe: String =
-            name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-        let dir = root().join(safe);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Artifacts { dir, passed: false })
+        Artifacts::create_in(&root(), name)
     }
 
+    /// [`Artifacts::create`] under another root.
+    pub fn create_in(root: &Path, name: &str) -> Result<Artifacts> {
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        for n in 1..=MAX_SAME_NAME {
+            let dir = if n == 1 { root.join(&safe) } else { root.join(format!("{safe}.{n}")) };
+            if let Some(lock) = claim(&dir)? {
+                clear_except_lock(&dir)?;
+                return Ok(Artifacts { dir, passed: false, _lock: lock });
+            }
+        }
+        bail!("{MAX_SAME_NAME} runs named {name:?} are using artifact directories under {}", root.display())
+    }
+
+    /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// A file in the directory.
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
 
+    /// Write a file; failures are ignored.
     pub fn write(&self, file: &str, contents: impl AsRef<[u8]>) {
         // An artifact that cannot be written must not hide the real
         // failure: it is said, and the run goes on.
@@ -60,6 +85,49 @@ impl Artifacts {
     pub fn mark_passed(&mut self) {
         self.passed = true;
     }
+}
+
+/// Take `dir` for this run if no live run holds it: its `.lock` file
+/// locked, and still the file in the directory (a run that passed may have
+/// removed the directory between our open and our lock).
+fn claim(dir: &Path) -> Result<Option<File>> {
+    loop {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lock_path = dir.join(".lock");
+        let lock = match File::options().create(true).truncate(false).write(true).open(&lock_path) {
+            Ok(f) => f,
+            // Removed under us by the run that had it: try again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("opening {}", lock_path.display())),
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+            }
+        }
+        let ours = lock.metadata()?;
+        match std::fs::metadata(&lock_path) {
+            Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => return Ok(Some(lock)),
+            _ => continue,
+        }
+    }
+}
+
+/// Remove an earlier run's files, keeping the lock we hold.
+fn clear_except_lock(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_name() == ".lock" {
+            continue;
+        }
+        let path = entry.path();
+        let removed =
+            if entry.file_type()?.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.with_context(|| format!("clearing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 impl Drop for Artifacts {
@@ -99,6 +167,36 @@ pub fn unwritable(dir: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_live_runs_with_one_name_get_their_own_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let first = Artifacts::create_in(root.path(), "t-pc").unwrap();
+        first.write("console.log", "first");
+        let second = Artifacts::create_in(root.path(), "t-pc").unwrap();
+        assert_eq!(second.dir(), root.path().join("t-pc.2"));
+        assert_eq!(std::fs::read_to_string(first.path("console.log")).unwrap(), "first", "left alone");
+        drop(second);
+        drop(first);
+        // Both failed (never marked passed): kept. A rerun reuses and clears
+        // the first directory.
+        let rerun = Artifacts::create_in(root.path(), "t-pc").unwrap();
+        assert_eq!(rerun.dir(), root.path().join("t-pc"));
+        assert!(!rerun.path("console.log").exists(), "the old run's files are cleared");
+    }
+
+    #[test]
+    fn a_passed_run_removes_its_directory_and_a_failed_one_keeps_it() {
+        let root = tempfile::tempdir().unwrap();
+        let mut passed = Artifacts::create_in(root.path(), "ok").unwrap();
+        let failed = Artifacts::create_in(root.path(), "bad").unwrap();
+        passed.mark_passed();
+        let (passed_dir, failed_dir) = (passed.dir().to_path_buf(), failed.dir().to_path_buf());
+        drop(passed);
+        drop(failed);
+        assert!(!passed_dir.exists());
+        assert!(failed_dir.exists());
+    }
 
     #[test]
     fn a_directory_gone_or_replaced_is_unwritable() {

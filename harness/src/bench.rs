@@ -216,7 +216,7 @@ pub async fn media_latency(profile: &str, runs: usize) -> Result<Vec<Measurement
     for i in 0..runs {
         let recipe = if i % 2 == 0 { &images::CD_ALPHA } else { &images::CD_BETA };
         let start = std::time::Instant::now();
-        vm.change_media(&drive, &images::path(recipe.file)).await?;
+        vm.change_media(&drive, &crate::paths::image(recipe.file)).await?;
         samples.push(start.elapsed());
     }
     vm.shutdown().await?;

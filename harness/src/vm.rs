@@ -20,6 +20,7 @@ use crate::artifacts::Artifacts;
 use crate::control::client::Received;
 use crate::control::{Control, ControlError, PendingReply};
 use crate::driverfs::Snapshot;
+use crate::hotplug::Plug;
 use crate::limits::{self, Limits};
 use crate::profile::Profile;
 use crate::qemu::{self, Accel, Firmware, GuestExit, LaunchSpec};
@@ -66,7 +67,11 @@ pub struct VmConfig {
     pub accel: Accel,
     /// Kernel command line (`selftest.hang`, ...).
     pub append: String,
-    /// More QEMU arguments after the profile's.
+    /// Devices cold-plugged at start, after the profile's own (see
+    /// [`VmConfig::device`]).
+    pub devices: Vec<Plug>,
+    /// More QEMU arguments after the profile's and the devices (anything
+    /// [`VmConfig::device`] cannot say).
     pub extra_args: Vec<String>,
     /// Override the QEMU binary (else `$HARNESS_QEMU` or PATH).
     pub qemu: Option<PathBuf>,
@@ -84,7 +89,9 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
-    /// A built-in profile (see `profiles.toml`).
+    /// A built-in profile (see `profiles.toml`) with the defaults; `name`
+    /// names the run's artifact directory and its messages: use the test's
+    /// name (with the profile, e.g. `my_test-pc`).
     pub fn new(profile: &str, name: &str) -> Result<VmConfig> {
         VmConfig::with_profile(Profile::get(profile)?, name)
     }
@@ -98,6 +105,7 @@ impl VmConfig {
             firmware: Firmware::default(),
             accel: Accel::from_env()?,
             append: String::new(),
+            devices: Vec::new(),
             extra_args: Vec::new(),
             qemu: None,
             kernel: None,
@@ -106,6 +114,48 @@ impl VmConfig {
             limits: Limits::default(),
         })
     }
+}
+
+impl VmConfig {
+    /// Cold-plug a device: it is on QEMU's command line (`-device`), so the
+    /// guest finds it at boot. The same [`Plug`] that [`Vm::plug`] hot-adds:
+    ///
+    /// ```no_run
+    /// # fn f() -> anyhow::Result<()> {
+    /// use harness::{Plug, VmConfig};
+    /// let config = VmConfig::new("pc", "cold-e1000-pc")?
+    ///     .device(Plug::new("e1000", "nic0").bus("pci.0").prop("addr", "0x6"));
+    /// # Ok(()) }
+    /// ```
+    pub fn device(mut self, plug: Plug) -> VmConfig {
+        self.devices.push(plug);
+        self
+    }
+
+    /// The `-device` arguments for [`VmConfig::devices`].
+    pub fn device_args(&self) -> Vec<String> {
+        self.devices.iter().flat_map(|plug| ["-device".to_string(), device_option(plug)]).collect()
+    }
+}
+
+/// A [`Plug`] as QEMU's `-device` option string:
+/// `driver,id=...,bus=...,key=value...`, with commas in values doubled.
+pub fn device_option(plug: &Plug) -> String {
+    let escape = |text: &str| text.replace(',', ",,");
+    let mut option = format!("{},id={}", escape(&plug.driver), escape(&plug.id));
+    if let Some(bus) = &plug.bus {
+        option.push_str(&format!(",bus={}", escape(bus)));
+    }
+    for (key, value) in &plug.props {
+        let value = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Bool(true) => "on".into(),
+            serde_json::Value::Bool(false) => "off".into(),
+            other => other.to_string(),
+        };
+        option.push_str(&format!(",{}={}", escape(key), escape(&value)));
+    }
+    option
 }
 
 /// QEMU's exit status, as the watcher task saw it.
@@ -125,7 +175,9 @@ pub struct Vm {
     _interrupt: crate::interrupt::Registered,
     /// The console connection left unread ([`VmConfig::console_unread`]).
     _console_unread: Option<std::os::unix::net::UnixStream>,
-    snapshots_taken: usize,
+    snapshots_taken: std::sync::atomic::AtomicUsize,
+    /// `shutdown` (or `kill`) ran: dropping the `Vm` is expected.
+    finished: bool,
     qemu_pid: Option<u32>,
     /// Block nodes `insert_media` created, by drive id.
     pub(crate) media_nodes: Mutex<std::collections::HashMap<String, String>>,
@@ -174,7 +226,7 @@ impl Vm {
         let disk = match &config.profile.disk_image {
             Some(file) => {
                 let copy = sockets.path().join(file);
-                let image = images::path(file);
+                let image = crate::paths::image(file);
                 std::fs::copy(&image, &copy)
                     .with_context(|| format!("copying the disk image {} for this VM", image.display()))?;
                 Some(copy)
@@ -192,11 +244,13 @@ impl Vm {
             Some(a) => a.path("console.log"),
             None => sockets.path().join("console.log"),
         };
+        let mut extra_args = config.device_args();
+        extra_args.extend(config.extra_args.iter().cloned());
         let spec = LaunchSpec {
             qemu: &qemu_bin,
             machine: &config.profile.machine,
             profile_args: &config.profile.args,
-            extra_args: &config.extra_args,
+            extra_args: &extra_args,
             kernel: &kernel,
             append: &config.append,
             firmware: config.firmware,
@@ -343,7 +397,8 @@ impl Vm {
             sockets,
             _interrupt: interrupt,
             _console_unread: console_unread,
-            snapshots_taken: 0,
+            snapshots_taken: std::sync::atomic::AtomicUsize::new(0),
+            finished: false,
             qemu_pid,
             media_nodes: Mutex::new(std::collections::HashMap::new()),
             started,
@@ -391,7 +446,8 @@ impl Vm {
         self.waiter.within(what, timeout, fut).await
     }
 
-    /// Add what the guest said about its death to an error.
+    /// Add what the guest said about its death, and where the artifacts
+    /// are, to an error ([`Waiter`]'s rules).
     fn enrich(&self, error: anyhow::Error) -> anyhow::Error {
         self.waiter.enrich(error)
     }
@@ -444,10 +500,10 @@ impl Vm {
 
     /// The whole driverfs snapshot, parsed and validated; also saved as an
     /// artifact (`snapshot-<n>.txt`).
-    pub async fn snapshot(&mut self) -> Result<Snapshot> {
+    pub async fn snapshot(&self) -> Result<Snapshot> {
         let bytes = self.call("snapshot").await?;
-        self.snapshots_taken += 1;
-        self.save_artifact(&format!("snapshot-{}.txt", self.snapshots_taken), &bytes);
+        let n = self.snapshots_taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.save_artifact(&format!("snapshot-{n}.txt"), &bytes);
         Snapshot::parse(&bytes).context("the guest's snapshot is malformed")
     }
 
@@ -539,7 +595,7 @@ impl Vm {
     /// Take a snapshot and check its PCI part against `query-pci`, its USB
     /// tree against QEMU's (see [`crate::usb`]) and its SCSI LUNs against
     /// QEMU's SCSI devices (see [`crate::bus::scsi`]).
-    pub async fn checked_snapshot(&mut self) -> Result<Snapshot> {
+    pub async fn checked_snapshot(&self) -> Result<Snapshot> {
         let snapshot = self.snapshot().await?;
         let qemu = self.query_pci().await?;
         crate::checks::pci_matches_qemu(&snapshot, &qemu)?;
@@ -556,6 +612,8 @@ impl Vm {
     /// every test ends: it is what marks the run as passed (artifacts are
     /// then removed).
     pub async fn shutdown(mut self) -> Result<()> {
+        // Whatever happens now, the test did not forget to end the run.
+        self.finished = true;
         let pending = self.send("poweroff").await?;
         let t = self.config.timeouts;
         let exit = self.exit.clone();
@@ -579,11 +637,44 @@ impl Vm {
         Ok(())
     }
 
+    /// Stop QEMU now, without the clean power-off, for a test that is done
+    /// with a guest it broke on purpose. The run counts as failed (its
+    /// artifacts are kept); unlike a plain drop, nothing is printed.
+    pub fn kill(mut self) {
+        self.finished = true;
+    }
+
     /// Wait until QEMU has exited and say how.
     pub async fn wait_exit(&self, timeout: Duration) -> Result<GuestExit> {
         tokio::time::timeout(timeout, exited(self.exit.clone()))
             .await
             .map_err(|_| anyhow!("timed out after {timeout:?} waiting for QEMU to exit"))
+    }
+}
+
+/// Is this error an answer (the guest's `err` reply, QEMU's refusal) rather
+/// than a failure of the VM or its channels?
+fn is_answer(error: &anyhow::Error) -> bool {
+    matches!(error.downcast_ref::<ControlError>(), Some(ControlError::Guest { .. }))
+        || matches!(error.downcast_ref::<QmpError>(), Some(QmpError::Qemu { .. }))
+}
+
+/// A `Vm` dropped without [`Vm::shutdown`] kills QEMU and keeps its
+/// artifacts; unless the test is already failing (panicking), it says so,
+/// naming the run and the test: a test that forgot `shutdown()` proves less
+/// than it seems (no check for a clean power-off or BUGs).
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if self.finished || std::thread::panicking() || self.exited().is_some() {
+            return;
+        }
+        let thread = std::thread::current();
+        let test = thread.name().filter(|n| *n != "main").map(|n| format!(" in test `{n}`")).unwrap_or_default();
+        eprintln!(
+            "harness: warning: the VM `{}`{test} was dropped without `shutdown()`: QEMU was killed, the clean \
+             power-off and the BUG check never ran, and the run counts as failed",
+            self.config.name
+        );
     }
 }
 
@@ -609,7 +700,7 @@ pub async fn kvm_self_test() -> bool {
                     event: Duration::from_secs(3),
                     shutdown: Duration::from_secs(3),
                 };
-                let mut vm = Box::pin(Vm::boot(config)).await?;
+                let vm = Box::pin(Vm::boot(config)).await?;
                 vm.snapshot().await?;
                 vm.shutdown().await
             };
@@ -643,9 +734,9 @@ pub fn remove_stale_socket_dirs() {
 fn ensure_images() -> Result<()> {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| images::ensure().map(drop).map_err(|e| e.to_string()))
+        .get_or_init(|| images::ensure_in(&crate::paths::images_dir()).map(drop).map_err(|e| e.to_string()))
         .clone()
-        .map_err(|e| anyhow!("building the disk and CD images in {}: {e}", images::dir().display()))
+        .map_err(|e| anyhow!("building the disk and CD images in {}: {e}", crate::paths::images_dir().display()))
 }
 
 /// Resolves with how QEMU ended, once it has. (`Other(-1)` if the watcher
@@ -691,8 +782,14 @@ impl Waiter {
         starting.within(what, timeout, fut).await.map_err(|e| self.enrich(e))
     }
 
-    /// Add what the guest said about its death to an error.
+    /// Add what the guest said about its death, and where the artifacts
+    /// are, to an error. An answer (the guest's `err`, QEMU's refusal) is
+    /// returned as it is: a test that expects it handles it and passes,
+    /// and its artifact directory is then gone.
     fn enrich(&self, error: anyhow::Error) -> anyhow::Error {
+        if is_answer(&error) {
+            return error;
+        }
         let already = format!("{error:#}");
         let mut context = String::new();
         for bug in self.control.bugs_for_error().iter().filter(|b| !already.contains(b.as_str())) {
@@ -771,11 +868,7 @@ impl Starting {
             result = fut => match result {
                 Ok(v) => Ok(v),
                 // The guest answered with an error: nothing is broken.
-                Err(e) if matches!(e.downcast_ref::<ControlError>(), Some(ControlError::Guest { .. }))
-                    || matches!(e.downcast_ref::<QmpError>(), Some(QmpError::Qemu { .. })) =>
-                {
-                    Err(e)
-                }
+                Err(e) if is_answer(&e) => Err(e),
                 // A channel that breaks usually means QEMU is exiting: say
                 // how it ended rather than just "connection reset".
                 Err(e) => match tokio::time::timeout(Duration::from_millis(500), exited(exit)).await.ok() {

@@ -132,14 +132,19 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Build every image into [`dir`] (a no-op when they are current); returns
 /// their paths.
 pub fn ensure() -> std::io::Result<Vec<PathBuf>> {
-    let dir = dir();
-    std::fs::create_dir_all(&dir)?;
+    ensure_in(&dir())
+}
+
+/// Build every image into `dir` (a no-op when they are current); returns
+/// their paths.
+pub fn ensure_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
     let mut built = Vec::new();
-    let disk = path(DISK.file);
+    let disk = dir.join(DISK.file);
     write_if_changed(&disk, &disk_bytes(&DISK))?;
     built.push(disk);
     for cd in CDS {
-        let p = path(cd.file);
+        let p = dir.join(cd.file);
         write_if_changed(&p, &cd_bytes(&cd))?;
         built.push(p);
     }

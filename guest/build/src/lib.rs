@@ -1,7 +1,7 @@
 //! Build the guest image and say where it is.
 //!
 //! Two traps make a naive nested `cargo build` produce a guest that boots and
-//! then misbehaves (shared/reference/guest-build.md, gotchas 6 and 7):
+//! then misbehaves:
 //! cargo reads `.cargo/config.toml` from the *working directory*, so the
 //! bare-metal flags only apply when cargo runs inside `guest/image`; and an
 //! outer cargo exports `CARGO_ENCODED_RUSTFLAGS` (even empty), which would
@@ -56,11 +56,18 @@ pub fn image_path(root: &Path) -> PathBuf {
 /// Build the guest (release) and return the image path. Cargo's own
 /// up-to-date check makes this cheap when nothing changed.
 pub fn build(root: &Path) -> Result<PathBuf, String> {
+    build_into(root, &guest_target_dir(root))
+}
+
+/// Build the guest sources under `root` into `target_dir` (a crate that
+/// uses the harness builds into its own target directory, not into the
+/// harness's checkout) and return the image path.
+pub fn build_into(root: &Path, target_dir: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root.join("guest").join("image"))
         .args(["build", "--release", "--locked", "--target-dir"])
-        .arg(guest_target_dir(root));
+        .arg(target_dir);
     for var in SCRUBBED_VARS {
         cmd.env_remove(var);
     }
@@ -68,7 +75,7 @@ pub fn build(root: &Path) -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("building the guest image failed ({status}); run `cargo xtask build` to see why"));
     }
-    let image = image_path(root);
+    let image = target_dir.join(GUEST_TRIPLE).join("release").join("guest");
     if !image.is_file() {
         return Err(format!("the guest build succeeded but {} is missing", image.display()));
     }

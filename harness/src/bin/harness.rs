@@ -267,7 +267,7 @@ async fn dispatch(command: Command) -> Result<bool> {
             if interactive && !requests.is_empty() {
                 anyhow::bail!("--interactive reads requests from standard input; give none on the command line");
             }
-            let mut vm = Vm::boot(config).await?;
+            let vm = Vm::boot(config).await?;
             let failures = if interactive {
                 explore::repl(vm).await?
             } else if requests.is_empty() {

@@ -292,6 +292,13 @@ impl Control {
         self.shared.log.lock().unwrap().uevents.iter().map(|r| r.item.clone()).collect()
     }
 
+    /// Every notice received so far (the `* <text>` lines that are neither
+    /// uevents nor BUGs, such as `hotplug eject 00:05` or `held <path>`),
+    /// without the `* `, in arrival order.
+    pub fn notices(&self) -> Vec<String> {
+        self.shared.log.lock().unwrap().notices.iter().map(|r| r.item.clone()).collect()
+    }
+
     /// Position in the uevent log, for [`Control::wait_uevent`].
     pub fn uevent_cursor(&self) -> usize {
         self.shared.log.lock().unwrap().uevents.len()

@@ -15,7 +15,7 @@ const CD_PATH: &str = "root/pci0/00:01.1/ide1/1.0";
 const CAPACITY: &str = "root/pci0/00:01.1/ide1/1.0/disc/capacity";
 
 fn image(recipe: &images::CdRecipe) -> std::path::PathBuf {
-    images::path(recipe.file)
+    crate::paths::image(recipe.file)
 }
 
 /// The disk shows what its recipe wrote: the guest read sector 0 through
