@@ -42,4 +42,6 @@ pub mod transcript;
 pub mod tree;
 pub mod vm;
 
+pub use files::{DevRef, Handle, HeldRead};
+pub use hotplug::Plug;
 pub use vm::{Timeouts, Vm, VmConfig};
