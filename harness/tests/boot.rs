@@ -13,7 +13,7 @@ scenario_tests! {
 /// Two boots of the same hardware give byte-identical snapshots.
 async fn deterministic(profile: &str) -> Result<()> {
     let (a, b) = tokio::join!(common::boot(profile, "deterministic_a"), common::boot(profile, "deterministic_b"));
-    let (mut a, mut b) = (a?, b?);
+    let (a, b) = (a?, b?);
     let (sa, sb) = (a.call("snapshot").await?, b.call("snapshot").await?);
     ensure!(
         sa == sb,
@@ -43,7 +43,7 @@ async fn same_hardware_gives_identical_snapshots_q35() -> Result<()> {
 /// order, with increasing SEQNUMs, and every IDE drive on bus/ide.
 #[tokio::test]
 async fn boot_uevents_match_the_snapshot() -> Result<()> {
-    let mut vm = common::boot("pc", "boot_uevents").await?;
+    let vm = common::boot("pc", "boot_uevents").await?;
     let snapshot = vm.snapshot().await?;
     let uevents = vm.control.uevents();
     let added: Vec<&str> = uevents

@@ -38,9 +38,8 @@ async fn hot_add_and_unplug_across_a_held_read() -> Result<()> {
     // Unplug while the read is held. The unplug cannot finish until the
     // read ends, so it runs beside the checks that release it.
     let (unplugged, old_value) = tokio::try_join!(vm.unplug("nic0"), async {
-        let stats = vm
-            .wait_stats("nic0 dying", |s| s.devices.get(&nic.devpath).is_some_and(|d| d.state == "dying"))
-            .await?;
+        let stats =
+            vm.wait_stats("nic0 dying", |s| s.devices.get(&nic.devpath).is_some_and(|d| d.state == "dying")).await?;
         ensure!(stats.device(&nic.devpath)?.active == 1, "the held read keeps its active reference");
         tokio::time::sleep(Duration::from_millis(200)).await;
         ensure!(!held.is_answered(), "the read is still inside show()");

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use anyhow::Result;
-use harness::{Vm, VmConfig};
+use harness::Vm;
 
 /// Assert a snapshot with insta, one file per profile (`@pc`, `@q35`).
 #[macro_export]
@@ -22,14 +22,14 @@ macro_rules! assert_profile_snapshot {
 
 /// Boot `profile` with artifacts named after the test.
 pub async fn boot(profile: &str, test: &str) -> Result<Vm> {
-    Vm::boot(VmConfig::new(profile, &format!("{test}-{profile}"))?).await
+    harness::testing::boot(profile, test).await
 }
 
 /// Boot for a test that kills or breaks the guest on purpose: no artifact
 /// directory (its errors still carry the console tail and QEMU's stderr),
 /// so passing runs leave nothing behind.
 pub async fn boot_to_break(profile: &str, test: &str) -> Result<Vm> {
-    let mut config = VmConfig::new(profile, &format!("{test}-{profile}"))?;
+    let mut config = harness::testing::config(profile, test)?;
     config.quiet = true;
     Vm::boot(config).await
 }
