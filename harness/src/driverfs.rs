@@ -1,4 +1,4 @@
-//! The driverfs snapshot (DESIGN.md, contract 1), host side: parse and
+//! The driverfs snapshot (`docs/snapshot-format.md`), host side: parse and
 //! validate what the guest sent, query it, and render it back byte for byte.
 //!
 //! A snapshot is untrusted input: its size is bounded, every line must have
@@ -13,25 +13,35 @@ use anyhow::{Result, bail};
 
 /// Bounds on what the harness accepts from the guest.
 pub const MAX_SNAPSHOT_BYTES: usize = 4 << 20;
+/// Most entries the harness accepts in a snapshot.
 pub const MAX_ENTRIES: usize = 100_000;
 
+/// One line of a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
+    /// `d <path>`: a directory.
     Dir {
+        /// Path from the driverfs root.
         path: String,
     },
     /// The value exactly as the snapshot has it (escaped).
     File {
+        /// Path from the driverfs root.
         path: String,
+        /// The value, escaped as in the snapshot (see [`unescape`]).
         value: String,
     },
+    /// `l <path> -> <target>`: a symbolic link.
     Link {
+        /// Path from the driverfs root.
         path: String,
+        /// The target, relative to the link's directory.
         target: String,
     },
 }
 
 impl Entry {
+    /// The entry's path.
     pub fn path(&self) -> &str {
         match self {
             Entry::Dir { path } | Entry::File { path, .. } | Entry::Link { path, .. } => path,
@@ -57,6 +67,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Parse and validate a snapshot (see `docs/snapshot-format.md`); the error names the offending line.
     pub fn parse(bytes: &[u8]) -> Result<Snapshot> {
         if bytes.len() > MAX_SNAPSHOT_BYTES {
             bail!("snapshot is {} bytes, limit is {MAX_SNAPSHOT_BYTES}", bytes.len());
@@ -95,10 +106,12 @@ impl Snapshot {
         Ok(Snapshot { entries })
     }
 
+    /// Every entry, in snapshot order.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
+    /// The entry at `path`.
     pub fn get(&self, path: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.path() == path)
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
+/// The committed insta file for snapshot `name` on `profile`.
 pub fn path(name: &str, profile: &str) -> PathBuf {
     guest_build::workspace_root().join("harness").join("tests").join("snapshots").join(format!("{name}@{profile}.snap"))
 }

@@ -2,16 +2,48 @@
 //! model: boot the guest under QEMU, drive devices through QMP, talk to the
 //! guest over its control channel, and check driverfs snapshots.
 //!
-//! - [`vm`]: one running guest ([`vm::Vm`]), with deadlines on every wait;
-//! - [`qemu`], [`profile`]: command lines, machine profiles, exit statuses;
+//! It is a library: write your own `#[tokio::test]`s with it (the README's
+//! "Write your own test" and `examples/own-test` in the repository):
+//!
+//! ```no_run
+//! use harness::Plug;
+//!
+//! #[tokio::test]
+//! async fn edu_and_its_vendor() -> anyhow::Result<()> {
+//!     let vm = harness::testing::boot("pc", harness::test_name!()).await?;
+//!     let edu = vm.plug(&Plug::new("edu", "edu0").at(&vm.config.profile.pci_slot(1)?)).await?;
+//!     assert_eq!(vm.read_attr(&format!("{}/vendor", edu.devpath)).await?, "0x1234");
+//!     let held = vm.hold_read(&format!("{}/vendor", edu.devpath)).await?;
+//!     // ... start a removal, check that it waits ...
+//!     assert_eq!(held.release().await?, b"0x1234\n");
+//!     vm.unplug("edu0").await?;
+//!     vm.shutdown().await
+//! }
+//! ```
+//!
+//! - [`vm`]: one running guest ([`Vm`], [`VmConfig`]), with deadlines on
+//!   every wait; [`hotplug`] and [`media`]: QMP hot-plug and CD media
+//!   changes checked against the guest; [`files`]: typed driverfs helpers
+//!   ([`Vm::read_attr`], [`Vm::open`], [`Vm::devref`], [`Vm::hold_read`]);
+//! - [`testing`]: support for your own tests (run names, `test_name!`,
+//!   `assert_profile_snapshot!` with the `insta` feature);
+//! - [`qemu`], [`profile`], [`paths`], [`artifacts`]: command lines, machine
+//!   profiles, exit statuses, where builds and artifacts go;
 //! - [`qmp`]: QMP client (typed commands from `qapi`, events as JSON);
-//! - [`hotplug`], [`bus`]: plug and unplug on any bus, checked against the
-//!   guest;
-//! - [`control`]: the control protocol (contract 2);
-//! - [`driverfs`], [`stats`]: parsing what the guest reports (contract 1);
-//! - [`matrix`], [`scenario`], [`bench`]: the hardware matrix and benchmarks;
-//! - [`mutants`]: the matrix once per planted guest bug (the kill table).
+//! - [`bus`]: what plugging and unplugging means on each bus;
+//! - [`control`]: the control protocol; [`driverfs`], [`stats`]: parsing
+//!   what the guest reports; [`checks`], [`golden`]: comparing it with QEMU
+//!   and with committed goldens;
+//! - [`matrix`], [`scenario`], [`mod@bench`]: the hardware matrix, its
+//!   scenarios, and benchmarks; [`mutants`]: the matrix once per planted
+//!   guest bug (the kill table).
+//!
+//! The contracts behind them are in the repository's `docs/`:
+//! `snapshot-format.md`, `control-protocol.md` (every verb, its reply and
+//! errors; uevent, bug and notice lines; stats keys and device states) and
+//! `running.md` (environment variables, exit statuses, artifacts).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod artifacts;
 pub mod bench;

@@ -17,8 +17,11 @@ use crate::vm::Vm;
 /// A drive's state as QEMU's `query-block` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockState {
+    /// The drive's qdev id (`cd0`).
     pub id: String,
+    /// Is the tray open?
     pub tray_open: bool,
+    /// Has the guest locked the tray (PREVENT MEDIUM REMOVAL)?
     pub locked: bool,
     /// Size in bytes of the inserted medium.
     pub inserted: Option<u64>,

@@ -10,8 +10,10 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
+/// Where a waiter gets its reply.
 pub type Reply<V, E> = oneshot::Receiver<Result<V, E>>;
 
+/// Requests waiting for their reply, by key (tag or command id).
 pub struct Pending<K, V, E> {
     inner: Mutex<Inner<K, V, E>>,
 }
@@ -68,6 +70,7 @@ impl<K: Eq + Hash, V, E: Clone> Pending<K, V, E> {
         }
     }
 
+    /// Why the channel failed, once it has.
     pub fn failure(&self) -> Option<E> {
         self.inner.lock().unwrap().failure.clone()
     }

@@ -12,6 +12,7 @@ use std::process::ExitStatus;
 
 use anyhow::{Result, bail};
 
+/// QEMU's binary name, looked up on `PATH`.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
 /// How a newcomer gets QEMU on Debian.
@@ -64,6 +65,7 @@ pub enum Firmware {
 }
 
 impl Firmware {
+    /// The name for command lines and reports.
     pub fn name(self) -> &'static str {
         match self {
             Firmware::Qboot => "qboot",
@@ -71,6 +73,7 @@ impl Firmware {
         }
     }
 
+    /// `qboot` or `seabios`.
     pub fn parse(name: &str) -> Result<Firmware> {
         match name {
             "qboot" => Ok(Firmware::Qboot),
@@ -82,17 +85,20 @@ impl Firmware {
 
 /// The accelerator. TCG unless KVM is asked for: on the project's build
 /// machines `/dev/kvm` is an emulated KVM that fails on SSE and then hangs
-/// QEMU (shared/reference/guest-build.md §7).
+/// QEMU (docs/qemu-behaviour.md, "KVM").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Accel {
+    /// QEMU's TCG (emulation).
     #[default]
     Tcg,
+    /// KVM, on a CPU with `vmx`/`svm`.
     Kvm,
     /// KVM if [`crate::vm::kvm_self_test`] passes on this host, else TCG.
     Auto,
 }
 
 impl Accel {
+    /// `tcg`, `kvm` or `auto`.
     pub fn parse(name: &str) -> Result<Accel> {
         match name {
             "tcg" => Ok(Accel::Tcg),
@@ -130,16 +136,27 @@ pub fn cpu_has_virtualisation() -> bool {
 
 /// Everything needed to build a QEMU command line.
 pub struct LaunchSpec<'a> {
+    /// The QEMU binary.
     pub qemu: &'a Path,
+    /// QEMU's `-machine`.
     pub machine: &'a str,
+    /// The profile's arguments.
     pub profile_args: &'a [String],
+    /// More arguments after the profile's.
     pub extra_args: &'a [String],
+    /// The guest image (`-kernel`).
     pub kernel: &'a Path,
+    /// The kernel command line (`-append`).
     pub append: &'a str,
+    /// The firmware.
     pub firmware: Firmware,
+    /// The accelerator (`Auto` resolved).
     pub accel: Accel,
+    /// The QMP socket to create.
     pub qmp_socket: &'a Path,
+    /// The control-channel socket to create (COM2).
     pub control_socket: &'a Path,
+    /// Where COM1 (the console) goes.
     pub console_log: &'a Path,
     /// COM1 on this socket instead of `console_log` (see
     /// [`crate::vm::VmConfig::console_unread`]).
@@ -233,10 +250,12 @@ pub enum GuestExit {
     QemuError,
     /// Killed by a signal (by us, at the end of a test, or by someone else).
     Signal(i32),
+    /// Any other status.
     Other(i32),
 }
 
 impl GuestExit {
+    /// Read QEMU's exit status.
     pub fn from_status(status: ExitStatus) -> GuestExit {
         use std::os::unix::process::ExitStatusExt;
         match (status.code(), status.signal()) {

@@ -32,7 +32,9 @@ const MAX_MESSAGE: usize = 8 << 20;
 /// An asynchronous QMP event, decoded only as JSON.
 #[derive(Clone, Debug)]
 pub struct Event {
+    /// The event's name (`DEVICE_DELETED`, `DEVICE_TRAY_MOVED`, ...).
     pub name: String,
+    /// Its `data` object.
     pub data: Value,
     /// QEMU's timestamp in seconds.
     pub timestamp: f64,
@@ -47,10 +49,16 @@ impl Event {
     }
 }
 
+/// Why a QMP command failed.
 #[derive(Debug, Clone)]
 pub enum QmpError {
     /// QEMU refused the command: `{"error": {"class", "desc"}}`.
-    Qemu { class: String, desc: String },
+    Qemu {
+        /// QEMU's error class (`GenericError`, ...).
+        class: String,
+        /// QEMU's text.
+        desc: String,
+    },
     /// The connection is gone (QEMU exited) or spoke something that is not QMP.
     Transport(String),
     /// The reply did not have the shape the command's type expects.
@@ -76,6 +84,7 @@ struct Shared {
     changed: watch::Sender<u64>,
 }
 
+/// The QMP client: typed commands (from `qapi`) and every event, kept in arrival order. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct Qmp {
     writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,

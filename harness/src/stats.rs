@@ -4,21 +4,30 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 
+/// The guest's `stats` answer (see `docs/control-protocol.md`, "Stats").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// The `<key> <n>` totals (`live`, `released`, `leaked`, `bugs`, `handles`, `active`, `seqnum`, ...).
     pub totals: BTreeMap<String, u64>,
+    /// One entry per unreleased device, by path.
     pub devices: BTreeMap<String, DeviceStats>,
 }
 
+/// One `device` line of the stats.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceStats {
+    /// `initialized`, `registered`, `dying` or `deleted`.
     pub state: String,
+    /// Device references held.
     pub refcount: u64,
+    /// Active references on its attributes (reads and writes in flight).
     pub active: u64,
+    /// A new number for every object: a re-added device differs from the old one.
     pub generation: u64,
 }
 
 impl Stats {
+    /// Parse the guest's answer; the totals every guest reports must be there.
     pub fn parse(bytes: &[u8]) -> Result<Stats> {
         let text = std::str::from_utf8(bytes).context("stats are not UTF-8")?;
         let mut stats = Stats::default();
@@ -55,25 +64,32 @@ impl Stats {
         Ok(stats)
     }
 
+    /// A total by key, 0 if absent.
     pub fn total(&self, key: &str) -> u64 {
         self.totals.get(key).copied().unwrap_or(0)
     }
 
+    /// Device objects not yet released.
     pub fn live(&self) -> u64 {
         self.total("live")
     }
+    /// Objects deleted from the system but still referenced.
     pub fn leaked(&self) -> u64 {
         self.total("leaked")
     }
+    /// Driver-model BUGs so far.
     pub fn bugs(&self) -> u64 {
         self.total("bugs")
     }
+    /// Active references (reads and writes inside show()/store()).
     pub fn active(&self) -> u64 {
         self.total("active")
     }
+    /// Open driverfs handles.
     pub fn handles(&self) -> u64 {
         self.total("handles")
     }
+    /// Objects released so far.
     pub fn released(&self) -> u64 {
         self.total("released")
     }

@@ -4,7 +4,7 @@
 //!   ([`run_name`]), so each profile of a test keeps its own artifacts;
 //! - [`test_name!`](crate::test_name) is the name of the test function it
 //!   is used in;
-//! - [`assert_profile_snapshot!`](crate::assert_profile_snapshot) (cargo
+//! - `assert_profile_snapshot!` (cargo
 //!   feature `insta`) asserts a snapshot with insta into one file per
 //!   profile: `snapshots/<name>@<profile>.snap` beside the test file.
 //!

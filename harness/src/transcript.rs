@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use crate::limits::{self, Limits, TRANSCRIPT_ENTRY_BYTES};
 
+/// A line-per-message log of a channel (an artifact), or nothing for quiet runs. Clones write to the same file.
 #[derive(Clone)]
 pub struct Transcript {
     inner: Arc<Mutex<Inner>>,

@@ -59,11 +59,15 @@ impl Default for Timeouts {
 /// How to start a VM.
 #[derive(Clone)]
 pub struct VmConfig {
+    /// The machine profile to boot.
     pub profile: Profile,
     /// Names the artifact directory; use the test's name.
     pub name: String,
+    /// Deadlines for every kind of wait.
     pub timeouts: Timeouts,
+    /// Firmware before the kernel's PVH entry (qboot by default).
     pub firmware: Firmware,
+    /// The accelerator (`$HARNESS_ACCEL`, else TCG).
     pub accel: Accel,
     /// Kernel command line (`selftest.hang`, ...).
     pub append: String,
@@ -161,9 +165,13 @@ pub fn device_option(plug: &Plug) -> String {
 /// QEMU's exit status, as the watcher task saw it.
 type ExitWatch = watch::Receiver<Option<GuestExit>>;
 
+/// One running guest: QEMU, its QMP connection and the control channel. Boot it with [`Vm::boot`], end it with [`Vm::shutdown`].
 pub struct Vm {
+    /// How it was started.
     pub config: VmConfig,
+    /// The QMP connection (typed commands with [`Vm::qmp`], events with [`Vm::wait_qmp_event`]).
     pub qmp: Qmp,
+    /// The control channel (uevents, notices, raw requests).
     pub control: Control,
     exit: ExitWatch,
     /// Dropping this kills QEMU (the watcher task owns the child).
@@ -429,6 +437,7 @@ impl Vm {
         *self.exit.borrow()
     }
 
+    /// The run's artifact directory (none for quiet runs); removed when the run passes.
     pub fn artifacts_dir(&self) -> Option<PathBuf> {
         self.artifacts.as_ref().map(|a| a.dir().to_path_buf())
     }
@@ -469,6 +478,7 @@ impl Vm {
         self.control.send(request).await.map_err(|e| self.enrich(e.into()))
     }
 
+    /// Wait for the reply to a request sent with [`Vm::send`]; a guest error is an `Err` (see [`crate::files::errno`]).
     pub async fn wait_reply(&self, pending: PendingReply) -> Result<Vec<u8>> {
         let what = format!("the guest's reply to {:?}", pending.request());
         let t = self.config.timeouts.request;
@@ -507,6 +517,7 @@ impl Vm {
         Snapshot::parse(&bytes).context("the guest's snapshot is malformed")
     }
 
+    /// The guest's stats (counters and unreleased devices).
     pub async fn stats(&self) -> Result<Stats> {
         let bytes = self.call("stats").await?;
         Stats::parse(&bytes).context("the guest's stats are malformed")

@@ -18,21 +18,32 @@ use crate::limits::{self, Limits};
 use crate::pending::{Pending, Reply};
 use crate::transcript::Transcript;
 
-/// Longest request line the guest accepts (contract 2), tag included.
+/// Longest request line the guest accepts (`docs/control-protocol.md`), tag included.
 pub const MAX_REQUEST: usize = 4096;
 /// Room kept for the tag and its space.
 const TAG_ROOM: usize = 24;
 
+/// Why a control-channel request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlError {
     /// The guest answered `err <ERRNO> <text>`.
-    Guest { errno: String, text: String },
+    Guest {
+        /// The errno name (`ENOENT`, `ENODEV`, ...).
+        errno: String,
+        /// The guest's text.
+        text: String,
+    },
     /// The guest sent bytes that break the protocol.
     Protocol(ProtocolError),
     /// The channel closed (QEMU exited, or the guest stopped).
     Closed(String),
     /// No reply within the deadline.
-    Timeout { request: String, after: Duration },
+    Timeout {
+        /// The request.
+        request: String,
+        /// How long it waited.
+        after: Duration,
+    },
     /// The request itself cannot be sent (too long, not ASCII).
     BadRequest(String),
 }
@@ -67,8 +78,11 @@ impl std::error::Error for ControlError {}
 /// Positions on one channel are causal: the guest wrote them in that order.
 #[derive(Clone, Debug)]
 pub struct Received<T> {
+    /// Position among every frame the guest sent on the channel (1-based).
     pub frame: u64,
+    /// When the harness read it.
     pub at: Instant,
+    /// The uevent or notice.
     pub item: T,
 }
 
@@ -164,12 +178,14 @@ struct Shared {
     paused: watch::Sender<bool>,
 }
 
+/// The control-channel client: requests with tags, replies matched to them, and the uevents, notices and BUG reports the guest sends. Cheap to clone; clones share the channel.
 #[derive(Clone)]
 pub struct Control {
     writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
     shared: Arc<Shared>,
     next_tag: Arc<AtomicU64>,
     transcript: Transcript,
+    /// How long [`PendingReply::wait`] and [`Control::call`] wait for a reply.
     pub request_timeout: Duration,
 }
 
@@ -189,6 +205,7 @@ impl PendingReply {
         self.wait_for(timeout).await
     }
 
+    /// Wait for the reply, up to `timeout`.
     pub async fn wait_for(self, timeout: Duration) -> Result<Vec<u8>, ControlError> {
         match tokio::time::timeout(timeout, self.rx).await {
             Ok(Ok(result)) => result,
@@ -203,12 +220,14 @@ impl PendingReply {
         self.shared.log.lock().unwrap().answered.contains(&self.tag)
     }
 
+    /// The request, as sent (without the tag).
     pub fn request(&self) -> &str {
         &self.request
     }
 }
 
 impl Control {
+    /// Connect to the guest's control socket. `transcript` records every line both ways, `uevent_log` every uevent.
     pub async fn connect(
         path: &std::path::Path,
         transcript: Transcript,

@@ -1,4 +1,4 @@
-//! Decoding what the guest sends on the control channel (contract 2).
+//! Decoding what the guest sends on the control channel (`docs/control-protocol.md`).
 //!
 //! Everything the guest sends is untrusted: lines and payloads are bounded,
 //! and every malformation is a [`ProtocolError`], never a panic. The decoder
@@ -15,9 +15,21 @@ pub const MAX_PAYLOAD: usize = 16 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     /// `<tag> ok <n>` + payload.
-    Ok { tag: String, payload: Vec<u8> },
+    Ok {
+        /// The request's tag.
+        tag: String,
+        /// The payload bytes.
+        payload: Vec<u8>,
+    },
     /// `<tag> err <ERRNO> <text>`.
-    Err { tag: String, errno: String, text: String },
+    Err {
+        /// The request's tag.
+        tag: String,
+        /// The errno name (`ENOENT`, ...).
+        errno: String,
+        /// What failed, in words.
+        text: String,
+    },
     /// `* uevent <action> <devpath> KEY=VALUE...`
     Uevent(Uevent),
     /// `* bug <text>`: a kernel BUG or panic report.
@@ -29,16 +41,21 @@ pub enum Frame {
 /// A uevent as the guest announced it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uevent {
+    /// `add`, `remove`, `change`, `bind` or `unbind`.
     pub action: String,
+    /// The device's directory, as the snapshot names it.
     pub devpath: String,
+    /// The `KEY=VALUE` pairs, in order.
     pub env: Vec<(String, String)>,
 }
 
 impl Uevent {
+    /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
+    /// The `SEQNUM` key.
     pub fn seqnum(&self) -> Option<u64> {
         self.get("SEQNUM")?.parse().ok()
     }
@@ -54,30 +71,46 @@ impl fmt::Display for Uevent {
     }
 }
 
+/// Bytes from the guest that break the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProtocolError {
+    /// A header or asynchronous line longer than [`MAX_LINE`].
     LineTooLong {
+        /// The limit.
         limit: usize,
     },
+    /// A line that is not UTF-8.
     NonUtf8 {
+        /// The line's bytes.
         bytes: Vec<u8>,
     },
+    /// An `ok` header whose length is not a number.
     BadLength {
+        /// The header.
         line: String,
     },
+    /// An `ok` header announcing more than [`MAX_PAYLOAD`].
     PayloadTooLarge {
+        /// The announced length.
         announced: usize,
     },
+    /// A header that is neither `ok` nor `err`.
     BadStatus {
+        /// The header.
         line: String,
     },
+    /// A line that does not have the form its kind needs.
     Malformed {
+        /// The line.
         line: String,
+        /// What is wrong with it.
         why: &'static str,
     },
     /// The stream ended inside a line or a payload.
     Truncated {
+        /// Bytes announced.
         expected: usize,
+        /// Bytes received.
         got: usize,
     },
 }
@@ -139,6 +172,7 @@ impl Default for Decoder {
 }
 
 impl Decoder {
+    /// Feed bytes as they arrive.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);

@@ -1,4 +1,4 @@
-//! The control protocol (DESIGN.md, contract 2), host side.
+//! The control protocol (`docs/control-protocol.md`), host side.
 //!
 //! - [`frame`]: decoding the guest's bytes into frames, bounded and strict;
 //! - [`client`]: requests with tags, replies matched to them, uevents and

@@ -6,6 +6,7 @@ use anyhow::{Result, ensure};
 use super::Goldens;
 use crate::vm::Vm;
 
+/// The boot tree equals the committed golden and matches QEMU's `query-pci`.
 pub async fn boot(vm: &mut Vm) -> Result<Goldens> {
     let snapshot = vm.checked_snapshot().await?;
     let stats = vm.stats().await?;

@@ -33,7 +33,7 @@ pub async fn held_read_across_removal(vm: &mut Vm) -> Result<Goldens> {
         .await?;
 
     let del = vm.send("testdev del t1").await?;
-    // The remove uevent goes out before driverfs drains (reference §3).
+    // The remove uevent goes out before driverfs drains (docs/driver-model.md, "Removal order").
     vm.wait_uevent(cursor, "remove root/testbus/t1", |u| u.action == "remove" && u.devpath == "root/testbus/t1")
         .await?;
     let stats =

@@ -5,7 +5,7 @@
 //! The stub zeroes .bss, identity-maps the first 4 GiB with 2 MiB pages, turns
 //! on long mode and SSE (the prebuilt `core` uses SSE and cannot be built
 //! without it on stable Rust), and calls `kmain(start_info)` on a 64 KiB stack.
-//! See shared/reference/guest-build.md §4–§5 for why each step is there.
+//! See docs/guest-build.md ("Boot") for why each step is there.
 
 core::arch::global_asm!(
     r#"

@@ -58,7 +58,7 @@ impl Platform for X86 {
     fn relax(&self) {
         // `pause` lets a TCG vCPU leave its execution loop; without it QEMU
         // never finishes an RCU grace period and DEVICE_DELETED never arrives
-        // (shared/reference/qemu-hotplug.md §1).
+        // (docs/qemu-behaviour.md, "TCG and `pause`").
         core::hint::spin_loop();
     }
 

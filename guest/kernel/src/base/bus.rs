@@ -73,7 +73,7 @@ impl Core {
     }
 
     /// Find a registered device on the bus by name. Dying devices are never
-    /// found (reference/driver-model.md §6e).
+    /// found (docs/driver-model.md, "Removal order").
     pub fn bus_find_device(&self, bus: BusId, name: &str) -> Option<DeviceId> {
         self.buses[bus.0 as usize]
             .devices

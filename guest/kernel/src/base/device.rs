@@ -523,7 +523,7 @@ pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// `device_del`: take the device out of the system, children first.
 ///
-/// Order (reference/driver-model.md §3): mark dead → unregister children,
+/// Order (docs/driver-model.md, "Removal order"): mark dead → unregister children,
 /// newest first, and wait for any child someone else is removing → leave the
 /// bus's list → unbind the driver → `remove` uevent → wait for show()/store()
 /// in flight, then remove the driverfs entries → leave the parent's list and

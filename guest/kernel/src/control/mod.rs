@@ -1,4 +1,4 @@
-//! The control protocol on COM2 (DESIGN.md, contract 2), guest side.
+//! The control protocol on COM2 (docs/control-protocol.md), guest side.
 //!
 //! - request: one line `<tag> <verb> [args...]`, ASCII, at most 4096 bytes;
 //! - reply: `<tag> ok <n>\n` + exactly n payload bytes, or

@@ -1,4 +1,4 @@
-//! The driverfs snapshot (DESIGN.md, contract 1): one entry per line,
+//! The driverfs snapshot (docs/snapshot-format.md): one entry per line,
 //! depth-first, children in bytewise order, paths from the driverfs root.
 //!
 //! ```text

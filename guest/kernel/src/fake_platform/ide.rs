@@ -13,7 +13,7 @@
 //! - an empty position reads status 0 when the other drive on its channel
 //!   exists, and a channel with no drive at all floats (0xff).
 //!
-//! Media changes follow QEMU (shared/reference/qemu-hotplug.md §7): after a
+//! Media changes follow QEMU (docs/qemu-behaviour.md, "CD media changes"): after a
 //! new medium the first medium-access command gets NOT READY/MEDIUM NOT
 //! PRESENT (2/3a/00), the second UNIT ATTENTION/MEDIUM MAY HAVE CHANGED
 //! (6/28/00), then they succeed; GET EVENT STATUS NOTIFICATION (polled,

@@ -3,7 +3,7 @@
 //! carries ATAPI CDBs (ATA/ATAPI-6 §8, §9.7–9.10).
 //!
 //! Every wait is bounded and executes `pause` (TCG, see
-//! shared/reference/qemu-hotplug.md §1); a device that never answers is an
+//! docs/qemu-behaviour.md); a device that never answers is an
 //! [`AtaError::Timeout`] naming the step, not a hang.
 
 use alloc::vec::Vec;

@@ -1,6 +1,6 @@
 //! The SCSI commands an ATAPI CD-ROM takes (MMC-2), built and parsed here so
 //! the logic is testable without hardware. QEMU's sense sequence after a
-//! media change (shared/reference/qemu-hotplug.md §7): TEST UNIT READY
+//! media change (docs/qemu-behaviour.md, "CD media changes"): TEST UNIT READY
 //! answers NOT READY/MEDIUM NOT PRESENT (2/3a/00), then UNIT ATTENTION/
 //! MEDIUM MAY HAVE CHANGED (6/28/00), then GOOD.
 
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn parses_qemus_gesn_replies() {
-        // New media, present (reference §7).
+        // New media, present (docs/qemu-behaviour.md).
         let new = [0x00, 0x04, 0x04, 0x10, 0x02, 0x02, 0x00, 0x00];
         assert_eq!(parse_media_event(&new), Some(MediaStatus { event: 2, tray_open: false, present: true }));
         let open = [0x00, 0x04, 0x04, 0x10, 0x00, 0x01, 0x00, 0x00];

@@ -17,7 +17,7 @@
 //!
 //! Bridges built with [`FakeFunction::pcie_slot`] are PCIe root ports with a
 //! hot-plug capable slot, following QEMU's native PCIe hot-plug
-//! (`hw/pci/pcie.c`, shared/reference/qemu-hotplug.md §4.4):
+//! (`hw/pci/pcie.c`, docs/qemu-behaviour.md):
 //! - [`FakePci::pcie_hot_add`] (`device_add`) sets SLTSTA PDS | PDC | ABP; a
 //!   device behind a powered-off slot reads as absent until the guest powers
 //!   the slot on (SLTCTL PCC=0);

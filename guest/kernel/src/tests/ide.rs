@@ -1,6 +1,6 @@
 //! IDE end to end on the fake PIIX channels: what the drives show, and
 //! media changes on the CD drive, which is all QEMU can change on IDE at run
-//! time (shared/reference/qemu-hotplug.md §7). Every medium is its own `disc`
+//! time (docs/qemu-behaviour.md, "CD media changes"). Every medium is its own `disc`
 //! object, and the drive positions are static slots reused only after
 //! release (driver-model.md §6b).
 

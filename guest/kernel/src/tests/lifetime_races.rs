@@ -1,4 +1,4 @@
-//! The lifetime races of reference/driver-model.md §6, one test per
+//! The lifetime races of docs/driver-model.md ("Races the tests provoke"), one test per
 //! scenario (a)–(e), driven through the core, driverfs handles and the
 //! executor the way the control channel drives them.
 

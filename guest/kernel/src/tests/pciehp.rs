@@ -1,6 +1,6 @@
 //! Native PCIe hot-plug on `q35` end to end: the fake root ports behave as
 //! QEMU's with `ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off`
-//! (shared/reference/qemu-hotplug.md §4.4), and the guest's slot poller
+//! (docs/qemu-behaviour.md, "Native PCIe hot-plug on `q35`"), and the guest's slot poller
 //! powers slots on, registers what appears, and on an attention button
 //! takes the device out of the model (draining reads in flight) before it
 //! powers the slot off, which is what makes QEMU finish the unplug.
@@ -106,8 +106,8 @@ fn an_unplug_request_powers_the_slot_off_only_after_reads_in_flight_drained() {
     assert!(stats.contains("leaked 0\nbugs 0\nhandles 1\nactive 0\n"), "{stats}");
 }
 
-/// QEMU voids a SLTSTA write that sets a bit which is not set (reference
-/// §4.4), so a guest that acknowledged more than it read would leave PDC
+/// QEMU voids a SLTSTA write that sets a bit which is not set (docs/qemu-behaviour.md,
+/// "Native PCIe hot-plug"), so a guest that acknowledged more than it read would leave PDC
 /// standing, and a later attention button behind it would be taken for
 /// part of the add. The guest writes back exactly what it read, so every
 /// phase ends with only PDS left, and unplugs keep working.

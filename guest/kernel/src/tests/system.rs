@@ -1,6 +1,6 @@
 //! The whole guest on a [`FakePlatform`]: requests go into COM2, replies and
 //! asynchronous lines come out of it, and [`System::step`] is the main loop.
-//! Checks the framing of contract 2 on the wire, the order replies come in
+//! Checks the framing of the control protocol (docs/control-protocol.md) on the wire, the order replies come in
 //! when requests wait, and how the guest leaves.
 
 use alloc::string::String;

@@ -2,7 +2,7 @@
 //! as QEMU's `hw/pci/pcie.c` implements it; `q35` with
 //! `ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off`).
 //!
-//! What the guest sees (shared/reference/qemu-hotplug.md §4.4):
+//! What the guest sees (docs/qemu-behaviour.md, "Native PCIe hot-plug on `q35`"):
 //! - hot-add: SLTSTA gets PDS | PDC | ABP. A device in a powered-off slot is
 //!   invisible until the guest powers the slot on.
 //! - `device_del`: SLTSTA gets ABP (attention button) and nothing else. The
