@@ -98,7 +98,13 @@ impl Vm {
         };
         let cursor = self.control.notice_cursor();
         let reply = self.send(&format!("read {}", handle.id)).await?;
-        let mut held = HeldRead { vm: self, path: path.to_string(), handle: Some(handle), reply: Some(reply) };
+        let mut held = HeldRead {
+            vm: self,
+            path: path.to_string(),
+            canonical: path.trim_matches('/').to_string(),
+            handle: Some(handle),
+            reply: Some(reply),
+        };
         let wanted = path.trim_matches('/').to_string();
         let attr = format!("/{}", wanted.rsplit('/').next().unwrap_or_default());
         let is_ours = |n: &str| n.strip_prefix("held ").is_some_and(|p| p == wanted || p.ends_with(&attr));
@@ -110,7 +116,12 @@ impl Vm {
             }
         };
         tokio::select! {
-            blocked = blocked => { blocked?; }
+            blocked = blocked => {
+                // The link it was opened through may go before the read
+                // ends: unhold by the canonical path.
+                let notice = blocked?.item;
+                held.canonical = notice.strip_prefix("held ").unwrap_or(&notice).to_string();
+            }
             () = answered => {
                 let reply = held.reply.take().expect("set above");
                 let result = self.wait_reply(reply).await;
@@ -209,6 +220,8 @@ impl Drop for DevRef<'_> {
 pub struct HeldRead<'vm> {
     vm: &'vm Vm,
     path: String,
+    /// The attribute's path without links, from the guest's notice.
+    canonical: String,
     handle: Option<Handle<'vm>>,
     reply: Option<PendingReply>,
 }
@@ -217,6 +230,12 @@ impl HeldRead<'_> {
     /// The attribute's path, as given to [`Vm::hold_read`].
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The attribute's path without links, as the guest named it in its
+    /// `* held <path>` notice.
+    pub fn canonical_path(&self) -> &str {
+        &self.canonical
     }
 
     /// Has the read been answered? While it is held, never.
@@ -228,7 +247,7 @@ impl HeldRead<'_> {
     /// handle. Returns what the read returned: the old data when the read
     /// was inside show() before a removal started.
     pub async fn release(mut self) -> Result<Vec<u8>> {
-        self.vm.call(&format!("unhold {}", self.path)).await?;
+        self.vm.call(&format!("unhold {}", self.canonical)).await?;
         let reply = self.reply.take().expect("only release() takes the reply");
         let bytes = self.vm.wait_reply(reply).await.with_context(|| format!("the held read of {}", self.path));
         if let Some(handle) = self.handle.take() {
@@ -242,7 +261,7 @@ impl Drop for HeldRead<'_> {
     fn drop(&mut self) {
         if self.reply.is_some() {
             // The handle's own drop closes it after this.
-            send_in_background(&self.vm.control, format!("unhold {}", self.path));
+            send_in_background(&self.vm.control, format!("unhold {}", self.canonical));
         }
     }
 }
