@@ -56,9 +56,12 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
 /// Slots the PCI scenarios use at most.
 const PCI_SLOTS_NEEDED: usize = 3;
 
+/// A machine profile: a QEMU machine and its cold-plugged devices, declared in `profiles.toml`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
+    /// The profile's name (`pc`, `q35`), also the snapshot suffix.
     pub name: String,
+    /// QEMU's `-machine` type.
     pub machine: String,
     /// One line for `--help` and the README table.
     pub summary: String,
@@ -66,6 +69,7 @@ pub struct Profile {
     pub provides: BTreeSet<String>,
     /// Raw QEMU arguments followed by one `-device` per cold-plugged device.
     pub args: Vec<String>,
+    /// The cold-plugged devices, in command-line order.
     pub devices: Vec<Device>,
     /// Hot-pluggable slots, in the order scenarios use them.
     pub pci_slots: Vec<PciSlot>,
@@ -87,7 +91,9 @@ pub struct Profile {
 /// A cold-plugged `-device`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
+    /// QEMU's device model.
     pub driver: String,
+    /// The qdev id, where one was given.
     pub id: Option<String>,
     /// QEMU properties as written, `id` included where it was written.
     pub props: Vec<(String, String)>,
@@ -110,15 +116,20 @@ impl Device {
 /// An IDE drive on the command line: its QEMU id and the guest's path for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdeDrive {
+    /// QEMU's qdev id of the drive.
     pub id: String,
+    /// Where the guest shows it.
     pub devpath: String,
+    /// A CD drive (removable medium) rather than a disk.
     pub cdrom: bool,
 }
 
 /// Where a hot-plugged PCI device goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PciSlot {
+    /// QEMU's bus name (`pci.0`, `rp1`).
     pub bus: String,
+    /// The slot on that bus (`0x5`).
     pub addr: String,
     /// A PCI Express slot (a root port): bridges plugged here are PCIe-to-PCI.
     pub express: bool,
@@ -253,6 +264,7 @@ impl Profiles {
         Ok(())
     }
 
+    /// The profile called `name`; an error lists the known ones.
     pub fn get(&self, name: &str) -> Result<&Profile> {
         self.by_name
             .get(name)
@@ -264,6 +276,7 @@ impl Profiles {
         self.by_name.keys().map(String::as_str).collect()
     }
 
+    /// Every profile, by name.
     pub fn iter(&self) -> impl Iterator<Item = &Profile> {
         self.by_name.values()
     }

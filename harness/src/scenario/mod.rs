@@ -25,24 +25,31 @@ use crate::vm::Vm;
 pub struct Goldens(pub Vec<(&'static str, String)>);
 
 impl Goldens {
+    /// No goldens.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Add snapshot `text` to compare with golden `name`.
     pub fn push(&mut self, name: &'static str, text: String) {
         self.0.push((name, text));
     }
 }
 
+/// What a scenario's `run` returns.
 pub type ScenarioFuture<'a> = Pin<Box<dyn Future<Output = Result<Goldens>> + Send + 'a>>;
 
+/// A scenario: a test body that runs on a freshly booted guest, shared by the end-to-end tests and the matrix.
 pub struct Scenario {
+    /// Its name in `matrix.toml` and the README.
     pub name: &'static str,
+    /// One line saying what it proves.
     pub summary: &'static str,
     /// Capabilities a profile must provide (see
     /// [`crate::profile::CAPABILITIES`]); on a profile without them the
     /// cell is skipped, with that reason.
     pub needs: &'static [&'static str],
+    /// The body; the goldens it returns are compared with the committed snapshots.
     pub run: for<'a> fn(&'a mut Vm) -> ScenarioFuture<'a>,
     /// The guest's kernel command line for this scenario (usually empty).
     pub append: &'static str,
@@ -58,6 +65,7 @@ const USB_UHCI_AND_PCI_HOTPLUG: &[&str] = &["usb-uhci", "pci-hotplug"];
 const SCSI: &[&str] = &["scsi-disk"];
 const SCSI_AND_PCI_HOTPLUG: &[&str] = &["scsi-disk", "pci-hotplug"];
 
+/// Every scenario, in the README's order.
 pub fn all() -> Vec<Scenario> {
     vec![
         Scenario {
@@ -364,6 +372,7 @@ pub fn all() -> Vec<Scenario> {
     ]
 }
 
+/// The scenario called `name`; an error lists the known ones.
 pub fn get(name: &str) -> Result<Scenario> {
     all().into_iter().find(|s| s.name == name).ok_or_else(|| {
         let names: Vec<&str> = all().iter().map(|s| s.name).collect();
