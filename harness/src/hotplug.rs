@@ -23,25 +23,33 @@ use crate::control::client::Received;
 use crate::qmp::QmpError;
 use crate::vm::{Vm, Waiter};
 
-/// A device to add.
+/// A device to add: hot-plugged with [`Vm::plug`], or cold-plugged on the
+/// command line with [`crate::VmConfig::device`].
 #[derive(Clone, Debug)]
 pub struct Plug {
+    /// QEMU's device model (`edu`, `e1000`, `virtio-net-pci`, `scsi-hd`, ...).
     pub driver: String,
+    /// The qdev id, which `device_del` and `DEVICE_DELETED` name.
     pub id: String,
+    /// The bus to plug into (`pci.0`, `rp1`); QEMU picks one when unset.
     pub bus: Option<String>,
+    /// More `device_add` properties (`addr`, `disable-legacy`, ...).
     pub props: Vec<(String, Value)>,
 }
 
 impl Plug {
+    /// Device model `driver` with qdev id `id`; bus and properties to be set.
     pub fn new(driver: &str, id: &str) -> Plug {
         Plug { driver: driver.into(), id: id.into(), bus: None, props: Vec::new() }
     }
 
+    /// Plug into `bus`.
     pub fn bus(mut self, bus: &str) -> Plug {
         self.bus = Some(bus.into());
         self
     }
 
+    /// Add a `device_add` property.
     pub fn prop(mut self, key: &str, value: impl Into<Value>) -> Plug {
         self.props.push((key.into(), value.into()));
         self

@@ -122,7 +122,9 @@ impl VmConfig {
 
 impl VmConfig {
     /// Cold-plug a device: it is on QEMU's command line (`-device`), so the
-    /// guest finds it at boot. The same [`Plug`] that [`Vm::plug`] hot-adds:
+    /// guest finds it at boot; [`Vm::boot`] returns once the guest has
+    /// registered it (`settle`). The same [`Plug`] that [`Vm::plug`]
+    /// hot-adds:
     ///
     /// ```no_run
     /// # fn f() -> anyhow::Result<()> {
@@ -395,7 +397,7 @@ impl Vm {
             timeouts: config.timeouts,
             qemu_pid,
         };
-        Ok(Vm {
+        let vm = Vm {
             config,
             qmp,
             control,
@@ -412,7 +414,14 @@ impl Vm {
             started,
             hello_at,
             waiter,
-        })
+        };
+        // Cold-plugged devices are found by the guest's bus pollers (a
+        // root port's slot is powered on after boot): make them registered
+        // before the test sees the VM.
+        if !vm.config.devices.is_empty() {
+            vm.settle().await.context("waiting for the guest to register the cold-plugged devices")?;
+        }
+        Ok(vm)
     }
 
     /// A handle that waits on this VM's channels with its deadlines, for an
@@ -681,7 +690,11 @@ impl Drop for Vm {
         }
         let thread = std::thread::current();
         let test = thread.name().filter(|n| *n != "main").map(|n| format!(" in test `{n}`")).unwrap_or_default();
-        eprintln!(
+        // Straight to the process's stderr: `eprintln!` in a test is
+        // captured, and a passing test's output is never shown.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "harness: warning: the VM `{}`{test} was dropped without `shutdown()`: QEMU was killed, the clean \
              power-off and the BUG check never ran, and the run counts as failed",
             self.config.name

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use harness::hotplug::UnplugOrder;
 use harness::{Plug, assert_profile_snapshot, files::errno};
 
 /// Hot-add edu and e1000, check them, then unplug the e1000 while a read
@@ -33,23 +34,23 @@ async fn hot_add_and_unplug_across_a_held_read() -> Result<()> {
     let vendor = format!("{}/vendor", nic.devpath);
     let held = vm.hold_read(&vendor).await?;
     let stale = vm.open(&vendor).await?;
-    let qmp_events = vm.qmp.cursor();
 
-    // Unplug while the read is held. The unplug cannot finish until the
-    // read ends, so it runs beside the checks that release it.
-    let (unplugged, old_value) = tokio::try_join!(vm.unplug("nic0"), async {
-        let stats =
-            vm.wait_stats("nic0 dying", |s| s.devices.get(&nic.devpath).is_some_and(|d| d.state == "dying")).await?;
-        ensure!(stats.device(&nic.devpath)?.active == 1, "the held read keeps its active reference");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        ensure!(!held.is_answered(), "the read is still inside show()");
-        ensure!(!vm.device_deleted_since(qmp_events, "nic0"), "QEMU cannot finish the unplug during the read");
-        let err = stale.read().await.expect_err("a read after removal began");
-        ensure!(errno(&err) == Some("ENODEV"), "a read after removal began fails with ENODEV: {err:#}");
-        held.release().await
-    })?;
+    // Unplug while the read is held: start it, look at the guest while it
+    // waits for the read, then let the read go and finish the unplug.
+    let unplug = vm.start_unplug("nic0").await?;
+    unplug.removed().await?;
+    let stats = vm.stats().await?;
+    ensure!(stats.device(&nic.devpath)?.state == "dying", "removal has started: {stats:?}");
+    ensure!(stats.device(&nic.devpath)?.active == 1, "the held read keeps its active reference");
+    vm.expect_no_qmp_event("DEVICE_DELETED", Duration::from_millis(200)).await?;
+    ensure!(!held.is_answered(), "the read is still inside show()");
+    let err = stale.read().await.expect_err("a read after removal began");
+    ensure!(errno(&err) == Some("ENODEV"), "a read after removal began fails with ENODEV: {err:#}");
+
+    let old_value = held.release().await?;
     ensure!(old_value == b"0x8086\n", "the held read returns the old data, got {old_value:?}");
-    ensure!(unplugged.order == harness::hotplug::UnplugOrder::RemovedBeforeEject, "{unplugged:?}");
+    let unplugged = unplug.finish().await?;
+    ensure!(unplugged.order == UnplugOrder::RemovedBeforeEject, "{unplugged:?}");
     stale.close().await?;
 
     vm.unplug("edu0").await?;

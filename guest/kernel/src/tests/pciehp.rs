@@ -167,3 +167,17 @@ fn twenty_plug_cycles_leave_the_stats_at_the_boot_baseline() {
     assert_eq!(m.p.pci.slot_events(PORT).unplugs, 20);
     assert_eq!(m.p.pci.slot_registers(PORT), (slot::CTL_EMPTY, 0));
 }
+
+/// A device cold-plugged behind a root port (on QEMU's command line) is
+/// present from reset with no presence-detect change to announce it: the
+/// guest registers it at boot all the same.
+#[test]
+fn a_cold_plugged_device_behind_a_root_port_is_registered_at_boot() {
+    let pci = FakePci::q35();
+    let segment = pci.child_segment(PORT.0, PORT.1, PORT.2).expect("a root port");
+    pci.insert(segment, 0, 0, e1000e());
+    let mut m = Machine::boot(FakePlatform::new(pci));
+    m.settle();
+    let snapshot = m.snapshot("root/pci0/00:10.0");
+    assert!(snapshot.contains(&format!("d {DEV}\n")), "{snapshot}");
+}
