@@ -21,19 +21,26 @@ use crate::profile::IdeDrive;
 /// The type of a BAR as QEMU reports it (`type`, `mem_type_64`, `prefetch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BarType {
+    /// An I/O-space BAR.
     Io,
+    /// A 32-bit memory BAR.
     Mem32,
+    /// A 64-bit memory BAR.
     Mem64,
 }
 
 /// One BAR of a function as QEMU reports it. BAR 6 is the expansion ROM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QemuBar {
+    /// BAR number (6: the expansion ROM).
     pub index: u8,
+    /// I/O or memory, 32 or 64 bits.
     pub kind: BarType,
+    /// A prefetchable memory BAR.
     pub prefetchable: bool,
     /// `None` when QEMU does not map it (it reports address -1).
     pub address: Option<u64>,
+    /// Size in bytes.
     pub size: u64,
 }
 
@@ -63,22 +70,31 @@ impl QemuBar {
 /// `base > limit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// First address decoded.
     pub base: u64,
+    /// Last address decoded.
     pub limit: u64,
 }
 
 impl Window {
+    /// The window as an inclusive range, if it is open.
     pub fn open(&self) -> Option<(u64, u64)> {
         (self.base <= self.limit).then_some((self.base, self.limit))
     }
 }
 
+/// A bridge's bus numbers and windows as QEMU reports them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QemuBridge {
+    /// Secondary bus number.
     pub secondary: u8,
+    /// Subordinate (highest) bus number below it.
     pub subordinate: u8,
+    /// The I/O window.
     pub io: Window,
+    /// The memory window.
     pub memory: Window,
+    /// The prefetchable memory window.
     pub prefetchable: Window,
 }
 
@@ -87,14 +103,19 @@ pub struct QemuBridge {
 pub struct QemuFunction {
     /// `bb:ss.f`.
     pub name: String,
+    /// PCI vendor id.
     pub vendor: u16,
+    /// PCI device id.
     pub device: u16,
     /// 16-bit base class + subclass.
     pub class: u16,
     /// The interrupt line, for functions with an interrupt pin.
     pub irq: Option<u8>,
+    /// Its BARs.
     pub bars: Vec<QemuBar>,
+    /// Bus numbers and windows, for bridges.
     pub bridge: Option<QemuBridge>,
+    /// The device's qdev id (`device_add`'s `id`); empty for built-in devices.
     pub qdev_id: String,
     /// Where the guest must show it: `root/pci0/<bb:ss.f>`, nested under
     /// each bridge on the way.

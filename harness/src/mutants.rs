@@ -20,8 +20,11 @@ use crate::matrix::{self, CellResult, MatrixFile, Outcome};
 use crate::scenario;
 use crate::vm::{Timeouts, Vm, VmConfig};
 
+/// How to run the kill table.
 pub struct Options {
+    /// Cells run at once.
     pub jobs: usize,
+    /// Where the reports go.
     pub out_dir: PathBuf,
     /// Only these faults (all the guest has when empty).
     pub only: Vec<String>,
@@ -30,15 +33,19 @@ pub struct Options {
 /// One row of the table: a planted bug (or `None`: the clean run).
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
+    /// The planted bug (`None`: the clean run).
     pub fault: Option<String>,
     /// `profile/scenario` of every cell that failed.
     pub failed: Vec<String>,
     /// The first line of each failed cell's error, same order.
     pub reasons: Vec<String>,
+    /// Cells run.
     pub cells: usize,
+    /// What the row means.
     pub verdict: Verdict,
 }
 
+/// What a row of the kill table says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -46,13 +53,18 @@ pub enum Verdict {
     Clean,
     /// The clean run failed a cell: no kill below means anything.
     Dirty,
+    /// A planted bug failed at least one cell.
     Caught,
+    /// A planted bug failed no cell: the tests miss it.
     Uncaught,
 }
 
+/// The matrix run once clean and once per planted guest bug.
 #[derive(Debug, Serialize)]
 pub struct KillTable {
+    /// One row per run.
     pub rows: Vec<Row>,
+    /// Wall-clock time of the whole table.
     pub seconds: f64,
 }
 
@@ -81,6 +93,7 @@ pub async fn guest_faults() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Run the matrix clean, then once per planted bug; print and return the table.
 pub async fn run(file: &MatrixFile, options: &Options) -> Result<KillTable> {
     let start = Instant::now();
     let known = guest_faults().await.context("asking the guest for its planted bugs")?;
@@ -181,6 +194,7 @@ fn verdict_text(row: &Row) -> String {
     }
 }
 
+/// The table as text for a terminal.
 pub fn render_text(table: &KillTable) -> String {
     let mut out = format!("{:<32} {:<26} caught by\n", "planted bug", "verdict");
     for row in &table.rows {
@@ -205,6 +219,7 @@ pub fn render_text(table: &KillTable) -> String {
     out
 }
 
+/// The table as Markdown (for the README).
 pub fn render_markdown(table: &KillTable) -> String {
     let mut out = String::from("| planted bug | verdict | caught by |\n|---|---|---|\n");
     for row in &table.rows {
