@@ -116,12 +116,21 @@ impl Snapshot {
         self.entries.iter().find(|e| e.path() == path)
     }
 
-    /// The escaped value of the attribute at `path`.
+    /// The escaped value of the attribute at `path`, as the snapshot line
+    /// has it (`bar0 mem32 ...\nbar1 io ...`); [`Snapshot::text`] undoes
+    /// the escaping.
     pub fn value(&self, path: &str) -> Option<&str> {
         match self.get(path)? {
             Entry::File { value, .. } => Some(value),
             _ => None,
         }
+    }
+
+    /// The value of the attribute at `path` as show() wrote it (first page,
+    /// without the trailing newline): [`Snapshot::value`] unescaped, bytes
+    /// that are not UTF-8 replaced.
+    pub fn text(&self, path: &str) -> Option<String> {
+        self.value(path).map(|v| String::from_utf8_lossy(&unescape(v)).into_owned())
     }
 
     /// Names of the directory's direct entries, in snapshot order.
@@ -244,6 +253,9 @@ mod tests {
         assert_eq!(s.render(), GOOD);
         assert_eq!(s.value("root/pci0/00:01.1/vendor"), Some("0x8086"));
         assert_eq!(s.value("root/pci0/name"), Some(""));
+        assert_eq!(s.value("root/pci0/00:01.1/resource"), Some("bar4 io 0xc000-0xc00f\\n"));
+        assert_eq!(s.text("root/pci0/00:01.1/resource").as_deref(), Some("bar4 io 0xc000-0xc00f\n"));
+        assert_eq!(s.text("root/pci0"), None, "a directory has no value");
         assert_eq!(s.children("root/pci0/00:01.1"), ["name", "resource", "vendor"]);
         assert_eq!(s.subtree("root/pci0/00:01.1").entries().len(), 4);
     }
