@@ -10,7 +10,7 @@ mod common;
 use anyhow::{Result, ensure};
 
 async fn dump_config_space(profile: &str) -> Result<()> {
-    let mut vm = common::boot(profile, "pci_config").await?;
+    let vm = common::boot(profile, "pci_config").await?;
     let snapshot = vm.checked_snapshot().await?;
     let functions = harness::checks::snapshot_pci_functions(&snapshot);
     ensure!(!functions.is_empty(), "the snapshot lists no PCI function");
