@@ -613,7 +613,7 @@ impl Vm {
     }
 
     /// Take a snapshot and check its PCI part against `query-pci`, its USB
-    /// tree against QEMU's (see [`crate::usb`]) and its SCSI LUNs against
+    /// tree against QEMU's (see [`crate::bus::usb`]) and its SCSI LUNs against
     /// QEMU's SCSI devices (see [`crate::bus::scsi`]).
     pub async fn checked_snapshot(&self) -> Result<Snapshot> {
         let snapshot = self.snapshot().await?;

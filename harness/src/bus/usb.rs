@@ -36,7 +36,9 @@ pub fn model_identity(model: &str) -> Option<(u16, u16, &'static str)> {
 pub struct QemuUsbDevice {
     /// The QOM path (`/machine/peripheral/kbd1`).
     pub qom_path: String,
+    /// The qdev id, if it has one.
     pub id: Option<String>,
+    /// QEMU's device model (`usb-kbd`, ...).
     pub model: String,
     /// `1` or `1.2`: the port path below the root hub.
     pub port: String,
@@ -215,9 +217,12 @@ pub fn usb_matches_qemu(
     }
 }
 
+/// A USB device the guest registered, with its first interface.
 #[derive(Clone, Debug)]
 pub struct UsbPlugged {
+    /// The qdev id.
     pub id: String,
+    /// Where the guest shows it (`.../usb1/1-1`).
     pub devpath: String,
     /// `device_add` returned → the guest's `add` of the device.
     pub add_latency: Duration,
