@@ -341,7 +341,7 @@ async fn a_missing_or_unreadable_disk_image_is_named_at_start() -> Result<()> {
         let err = Vm::boot(config).await.err().context("booting without its disk image must fail")?;
         let text = format!("{err:#}");
         eprintln!("fault disk image {image:?}: error after {:?}: {text}", started.elapsed());
-        let path = images::path(image);
+        let path = harness::paths::image(image);
         ensure!(text.contains(&format!("copying the disk image {}", path.display())) && text.contains(cause), "{text}");
     }
     let artifacts = harness::artifacts::root().join("fault-disk-image-pc");
