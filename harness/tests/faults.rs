@@ -97,7 +97,7 @@ async fn stage(name: &str, step: &str, hang_timeout: bool) -> Result<Staged> {
             }
         }
         "media" => {
-            let cd = |r: &images::CdRecipe| images::path(r.file);
+            let cd = |r: &images::CdRecipe| harness::paths::image(r.file);
             vm.change_media("cd0", &cd(&images::CD_ALPHA)).await?;
             vm.call("devref get root/pci0/00:01.1/ide1/1.0/disc").await?;
             let ucursor = vm.control.uevent_cursor();
