@@ -31,8 +31,15 @@ use crate::vm::Vm;
 /// One request typed by the user.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
+    /// A control-protocol request line.
     Control(String),
-    Qmp { command: String, arguments: Value },
+    /// A QMP command and its arguments.
+    Qmp {
+        /// The command's name.
+        command: String,
+        /// Its arguments object.
+        arguments: Value,
+    },
 }
 
 impl Request {
@@ -126,10 +133,12 @@ enum Sink {
 }
 
 impl Output {
+    /// Print to standard output.
     pub fn stdout() -> Output {
         Output(Arc::new(Mutex::new(Sink::Stdout)))
     }
 
+    /// Print one reply or event.
     pub fn print(&self, text: String) {
         match &mut *self.0.lock().unwrap() {
             Sink::Stdout => {
@@ -155,6 +164,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session on a booted VM, printing to `out`.
     pub fn new(vm: Vm, out: Output) -> Session {
         Session { vm: Arc::new(vm), out, tasks: JoinSet::new(), watchers: 0, failures: Arc::new(AtomicUsize::new(0)) }
     }

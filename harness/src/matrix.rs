@@ -35,16 +35,19 @@ struct MatrixSpec {
     profile: std::collections::BTreeMap<String, ProfileSpec>,
 }
 
+/// A matrix file (`matrix.toml`): profiles x scenarios.
 #[derive(Debug)]
 pub struct MatrixFile {
     /// The profiles to run, in matrix order.
     pub profiles: Vec<Profile>,
+    /// Scenarios to run on each profile that provides what they need.
     pub scenarios: Vec<String>,
     /// Every profile the file can name.
     pub known: Profiles,
 }
 
 impl MatrixFile {
+    /// Read and check a matrix file: known profiles and scenarios, none empty.
     pub fn load(path: &Path) -> Result<MatrixFile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let spec: MatrixSpec = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -107,7 +110,9 @@ impl MatrixFile {
 pub struct Cell {
     /// Place in the (filtered) matrix: sharding and merging keep this order.
     pub position: usize,
+    /// The profile.
     pub profile: Profile,
+    /// The scenario.
     pub scenario: &'static str,
     /// Why the cell does not run on this profile, if it does not.
     pub skip: Option<String>,
@@ -123,7 +128,9 @@ impl Cell {
 /// `--profile` and `--scenario` globs (`*`, `?`); empty means everything.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
+    /// Profile globs.
     pub profiles: Vec<String>,
+    /// Scenario globs.
     pub scenarios: Vec<String>,
 }
 
@@ -173,10 +180,12 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 pub struct Shard {
     /// 1-based.
     pub index: usize,
+    /// How many shards.
     pub count: usize,
 }
 
 impl Shard {
+    /// Parse `K/N` (shard K of N).
     pub fn parse(text: &str) -> Result<Shard> {
         let parsed = text.split_once('/').and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
         match parsed {
@@ -185,6 +194,7 @@ impl Shard {
         }
     }
 
+    /// Does this shard run `cell`?
     pub fn contains(&self, cell: &Cell) -> bool {
         cell.position % self.count == self.index - 1
     }
@@ -201,10 +211,13 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// How a cell ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
+    /// The scenario passed.
     #[serde(rename = "pass")]
     Passed,
+    /// The scenario failed; see the error and the artifacts.
     #[serde(rename = "FAIL")]
     Failed,
     /// The profile lacks what the scenario needs: listed, with the reason,
@@ -224,19 +237,27 @@ impl Outcome {
     }
 }
 
+/// One profile x scenario cell's result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CellResult {
+    /// Place in the matrix.
     pub position: usize,
+    /// The profile.
     pub profile: String,
+    /// The scenario.
     pub scenario: String,
+    /// How it ended.
     pub outcome: Outcome,
+    /// Wall-clock time.
     pub seconds: f64,
     /// The error chain for a failure, the reason for a skip.
     pub error: Option<String>,
+    /// Where its artifacts are (kept for failures).
     pub artifacts: Option<PathBuf>,
 }
 
 impl CellResult {
+    /// `profile/scenario`.
     pub fn name(&self) -> String {
         format!("{}/{}", self.profile, self.scenario)
     }
@@ -249,14 +270,17 @@ pub struct Summary {
     pub shard: Option<Shard>,
     /// Cells in the whole (filtered) matrix, over every shard.
     pub matrix_cells: usize,
+    /// Every cell's result, in matrix order.
     pub cells: Vec<CellResult>,
 }
 
 impl Summary {
+    /// How many cells ended with `outcome`.
     pub fn count(&self, outcome: Outcome) -> usize {
         self.cells.iter().filter(|c| c.outcome == outcome).count()
     }
 
+    /// No cell failed.
     pub fn passed(&self) -> bool {
         self.count(Outcome::Failed) == 0
     }
@@ -273,11 +297,15 @@ impl Summary {
     }
 }
 
+/// How to run the matrix.
 pub struct Options {
+    /// Cells run at once.
     pub jobs: usize,
+    /// Where `junit.xml` and `summary.json` go.
     pub out_dir: PathBuf,
     /// A cell that runs longer fails (its VM is killed, artifacts kept).
     pub cell_timeout: Duration,
+    /// Run only this shard of the cells.
     pub shard: Option<Shard>,
 }
 

@@ -33,8 +33,10 @@ pub struct Tree {
     pub devices: BTreeMap<String, Device>,
 }
 
+/// One device of the tree: its bus and attributes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Device {
+    /// The bus it is on (from the bus links or its driver link), if known.
     pub bus: Option<String>,
     /// `name value` for files, `name -> target` for links.
     pub attributes: BTreeMap<String, String>,
@@ -43,10 +45,13 @@ pub struct Device {
 /// What happened to a device between two snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
+    /// Present in both, the same.
     Same,
     /// Present in both, with different attributes.
     Changed,
+    /// Only in the new snapshot.
     Added,
+    /// Only in the old snapshot.
     Removed,
 }
 
@@ -75,6 +80,7 @@ fn parent(path: &str) -> Option<&str> {
 }
 
 impl Tree {
+    /// The device tree a snapshot describes.
     pub fn from_snapshot(snapshot: &Snapshot) -> Tree {
         let mut devices: BTreeMap<String, Device> = BTreeMap::new();
         for entry in snapshot.entries() {
