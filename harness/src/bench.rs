@@ -27,16 +27,24 @@ use crate::hotplug::Plug;
 use crate::qemu::Firmware;
 use crate::vm::{Vm, VmConfig};
 
+/// One benchmark result (a row of the table and of `bench.json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Measurement {
+    /// What was measured.
     pub metric: String,
+    /// The machine profile.
     pub profile: String,
+    /// The firmware.
     pub firmware: String,
+    /// How many samples.
     pub runs: usize,
     /// `ms`, or `cycles/s` for rates.
     pub unit: &'static str,
+    /// Smallest sample.
     pub min: f64,
+    /// Median sample.
     pub median: f64,
+    /// Largest sample.
     pub max: f64,
     /// The goal, where the project set one: an upper bound for `ms`, a
     /// lower bound for rates.
@@ -76,15 +84,20 @@ impl Measurement {
         Self::from_values(metric, profile, firmware, "cycles/s", per_second)
     }
 
+    /// Does the median meet the goal? `None` without a goal.
     pub fn meets_goal(&self) -> Option<bool> {
         let goal = self.goal?;
         Some(if self.unit == "ms" { self.median <= goal } else { self.median >= goal })
     }
 }
 
+/// What `cargo xtask bench` runs.
 pub struct Options {
+    /// Samples per metric.
     pub runs: usize,
+    /// Profiles to measure.
     pub profiles: Vec<String>,
+    /// Firmwares to measure boot with.
     pub firmwares: Vec<Firmware>,
     /// Which groups to run: `boot`, `hotplug`, `usb`, `media`, `scsi` (all when empty).
     pub only: Vec<String>,
@@ -93,6 +106,7 @@ pub struct Options {
 /// Boot latency goal on `pc` under TCG.
 pub const BOOT_GOAL_PC_MS: f64 = 60.0;
 
+/// Boot latency: QEMU spawn to the guest's `hello`.
 pub async fn boot_latency(profile: &str, firmware: Firmware, runs: usize) -> Result<Measurement> {
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs {
@@ -271,6 +285,7 @@ pub async fn scsi_latency(profile: &str, runs: usize) -> Result<Vec<Measurement>
     ])
 }
 
+/// Run the selected benchmarks, print the table, write `bench.json` into `out_dir`.
 pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> {
     let mut results = Vec::new();
     let wants = |group: &str| options.only.is_empty() || options.only.iter().any(|g| g == group);
@@ -305,6 +320,7 @@ pub async fn run(options: &Options, out_dir: &Path) -> Result<Vec<Measurement>> 
     Ok(results)
 }
 
+/// Print the results as a table.
 pub fn print_table(results: &[Measurement]) {
     println!(
         "{:<36} {:<7} {:<8} {:>4} {:>9} {:>9} {:>9} {:<9} goal",

@@ -120,6 +120,7 @@ pub struct QemuScsiDevice {
     pub id: String,
     /// `scsi-cd` rather than `scsi-hd`.
     pub cdrom: bool,
+    /// Where the LUN sits: HBA, target and LUN numbers.
     pub address: ScsiAddress,
     /// INQUIRY's product: the device's `product` property.
     pub model: String,

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use anyhow::Result;
-use harness::Vm;
+use harness::{Vm, VmConfig};
 
 /// Assert a snapshot with insta, one file per profile (`@pc`, `@q35`).
 #[macro_export]
