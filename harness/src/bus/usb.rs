@@ -133,6 +133,9 @@ pub fn storage_adapters(qemu: &[QemuUsbDevice], root_hubs: &BTreeMap<String, Str
         .collect()
 }
 
+/// Where the guest shows the USB device QEMU has at `port` (`2`, or `2.1`
+/// behind a hub) of the controller whose root hub is at `root_hub`
+/// (`root/pci0/00:01.2/usb1` and `2.1` give `.../usb1/1-2/1-2.1`).
 pub fn device_devpath(root_hub: &str, port: &str) -> String {
     let bus = root_hub.rsplit('/').next().unwrap_or_default().trim_start_matches("usb");
     let mut path = root_hub.to_string();
