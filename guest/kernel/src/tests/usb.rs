@@ -2,7 +2,7 @@
 //! answer as QEMU's do (`usb::fake`): enumeration and Linux's names,
 //! hubs behind hubs, surprise removal of a subtree, an unplug between
 //! SET_ADDRESS and SET_CONFIGURATION, and a port reused while the old
-//! device is still referenced.
+//! device is still referenced; a usb-storage stick over Bulk-Only Transport.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
@@ -32,6 +32,7 @@ struct Usb {
     exec: Executor,
     ctx: Rc<UsbContext>,
     hcd: Rc<FakeHcd>,
+    scsi: Rc<crate::scsi::Scsi>,
 }
 
 const ROOT: &str = "root/ctl/usb1";
@@ -41,17 +42,20 @@ impl Usb {
         let platform = FakePlatform::new(FakePci::new()).leak();
         let core = Core::new_shared();
         let exec = Executor::new();
-        let (ctx, hcd) = {
+        let (ctx, hcd, scsi) = {
             let mut c = core.borrow_mut();
             let pci = c.bus_register("pci");
             let ctx = UsbContext::register(&mut c, &core, platform, exec.spawner(), Rc::default(), pci);
             ctx.root_poll_passes.set(1);
+            let scsi = crate::scsi::Scsi::register(&mut c, &core, platform, exec.spawner(), Rc::default());
+            let storage = crate::usb::storage::StorageDriver::new(Rc::clone(&ctx), Rc::clone(&scsi));
+            c.driver_register(ctx.bus, Rc::new(storage));
             let controller = c.device_register("ctl", None, None, Box::new(Controller)).unwrap();
             let hcd = Rc::new(FakeHcd::default());
             add_host(&ctx, &mut c, controller, "0000:00:01.2", "uhci_hcd", hcd.clone()).unwrap();
-            (ctx, hcd)
+            (ctx, hcd, scsi)
         };
-        let mut usb = Usb { core, exec, ctx, hcd };
+        let mut usb = Usb { core, exec, ctx, hcd, scsi };
         usb.settle();
         usb.events();
         usb
@@ -62,11 +66,11 @@ impl Usb {
     fn settle(&mut self) {
         for _ in 0..2000 {
             self.exec.run_pass();
-            if self.ctx.work.count() == 0 {
+            if self.ctx.work.count() + self.scsi.work.count() == 0 {
                 for _ in 0..8 {
                     self.exec.run_pass();
                 }
-                if self.ctx.work.count() == 0 {
+                if self.ctx.work.count() + self.scsi.work.count() == 0 {
                     return;
                 }
             }
@@ -288,4 +292,41 @@ impl Usb {
         self.settle();
         result.borrow_mut().take().expect("the read finished")
     }
+}
+
+/// A stick on a fake that answers as QEMU's usb-storage: the disk shows
+/// under the interface's `host<H>` with capacity, signature and partition;
+/// every CBW was accepted (exactly 31 bytes, right direction: a stall would
+/// stick); the unit attention on the first command was followed at once by
+/// REQUEST SENSE; unplugging removes LUN, target, host, interface, device.
+#[test]
+fn a_usb_stick_shows_its_disk_over_bulk_only_transport_and_goes_depth_first() {
+    let mut usb = Usb::new();
+    let live = usb.live();
+    let stick = usb.plug(&[1], Model::Storage);
+    let lun = "1-1/1-1:1.0/host0/target0:0:0/0:0:0:0";
+    assert_eq!(usb.driver("1-1/1-1:1.0"), Some("usb-storage"));
+    assert_eq!(usb.show(lun, "capacity").as_deref(), Some("8192\n"));
+    assert_eq!(usb.show(lun, "signature").as_deref(), Some("0x20021007\n"));
+    assert_eq!(usb.show(&alloc::format!("{lun}/part1"), "start").as_deref(), Some("2048\n"));
+    let bot = stick.bot.borrow();
+    assert!(!bot.stalled, "a CBW was refused: {:02x?}", bot.opcodes);
+    assert_eq!(bot.opcodes.get(1), Some(&0x03), "REQUEST SENSE right after the unit attention: {:02x?}", bot.opcodes);
+    drop(bot);
+    usb.events();
+    usb.hcd.unplug(&[1]);
+    usb.settle();
+    let removes: Vec<String> =
+        usb.events().into_iter().filter(|e| e.starts_with("remove") && !e.contains("/part")).collect();
+    assert_eq!(
+        removes,
+        [
+            alloc::format!("remove {lun}"),
+            String::from("remove 1-1/1-1:1.0/host0/target0:0:0"),
+            String::from("remove 1-1/1-1:1.0/host0"),
+            String::from("remove 1-1/1-1:1.0"),
+            String::from("remove 1-1"),
+        ]
+    );
+    assert_eq!(usb.live(), live, "nothing leaked");
 }

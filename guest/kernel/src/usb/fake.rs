@@ -28,6 +28,8 @@ pub enum Model {
     Mouse,
     Tablet,
     Hub,
+    /// usb-storage with a 4 MiB disk (Bulk-Only Transport, see [`Bot`]).
+    Storage,
 }
 
 impl Model {
@@ -37,6 +39,7 @@ impl Model {
             Model::Mouse => (0x0627, 0x0001, 0x0000, "QEMU USB Mouse", "89126"),
             Model::Tablet => (0x0627, 0x0001, 0x0000, "QEMU USB Tablet", "28754"),
             Model::Hub => (0x0409, 0x55aa, 0x0101, "QEMU USB Hub", "314159"),
+            Model::Storage => (0x46f4, 0x0001, 0x0000, "QEMU USB HARDDRIVE", "1"),
         }
     }
 
@@ -58,16 +61,22 @@ impl Model {
             Model::Keyboard => 63,
             Model::Mouse => 52,
             Model::Tablet => 74,
-            Model::Hub => 0,
+            Model::Hub | Model::Storage => 0,
         }
     }
 
     fn config_descriptor(self) -> Vec<u8> {
+        if self == Model::Storage {
+            let mut d = vec![9, 2, 32, 0, 1, 1, 0, 0xc0, 50, 9, 4, 0, 0, 2, 8, 6, 0x50, 0];
+            d.extend([7, 5, 0x81, 2, 64, 0, 0, 7, 5, 0x02, 2, 64, 0, 0]);
+            return d;
+        }
         let (class, sub, proto, mps, attrs, power) = match self {
             Model::Keyboard => (3, 1, 1, 8, 0xa0, 50),
             Model::Mouse => (3, 1, 2, 4, 0xa0, 50),
             Model::Tablet => (3, 0, 0, 8, 0xa0, 50),
             Model::Hub => (9, 0, 0, 2, 0xe0, 0),
+            Model::Storage => unreachable!("returned above"),
         };
         let mut body = vec![9, 4, 0, 0, 1, class, sub, proto, 0];
         if class == 3 {
@@ -104,6 +113,8 @@ pub struct FakeDevice {
     pub vanish_after_set_address: Cell<bool>,
     /// Requests seen, as (bmRequestType, bRequest, wValue, wIndex).
     pub requests: RefCell<Vec<(u8, u8, u16, u16)>>,
+    /// usb-storage only.
+    pub bot: RefCell<Bot>,
 }
 
 impl FakeDevice {
@@ -122,6 +133,7 @@ impl FakeDevice {
             ports: RefCell::new(ports),
             vanish_after_set_address: Cell::new(false),
             requests: RefCell::new(Vec::new()),
+            bot: RefCell::new(Bot::default()),
         })
     }
 
@@ -367,6 +379,12 @@ impl FakeHcd {
                 }
                 Pending::Done(result)
             }
+            Transfer::Out { data } if dev.model == Model::Storage && pipe.endpoint == 2 => {
+                Pending::Done(dev.bot.borrow_mut().out(data))
+            }
+            Transfer::In { length } if dev.model == Model::Storage && pipe.endpoint == 1 => {
+                Pending::Done(dev.bot.borrow_mut().input(*length))
+            }
             Transfer::In { length } if pipe.endpoint == 1 && dev.model == Model::Hub => {
                 Pending::Nak { address: pipe.address, length: *length }
             }
@@ -475,5 +493,122 @@ impl HostController for FakeHcd {
 
     fn shutdown(&self) {
         self.shut_down.set(true);
+    }
+}
+
+/// QEMU's usb-storage over its scsi-disk, as far as the stack uses it: the
+/// CBW must be exactly 31 bytes; data-in is padded to the CBW's length (the
+/// residue says how much was real); the first command after plug fails with
+/// unit attention 6/29/00; the sense survives only until the next command
+/// that is not REQUEST SENSE; a CBW whose direction disagrees with the
+/// command stalls every packet until a port reset.
+#[derive(Default)]
+pub struct Bot {
+    /// (tag, transfer length, data, status) of the command in flight.
+    command: Option<(u32, u32, Vec<u8>, u8)>,
+    data_sent: bool,
+    powered_on: bool,
+    sense: Option<[u8; 3]>,
+    pub stalled: bool,
+    /// Every CDB's opcode, in order.
+    pub opcodes: Vec<u8>,
+}
+
+/// 4 MiB, an MBR with signature 0x20021007 and one partition at 2048.
+pub const STORAGE_SECTORS: u32 = 8192;
+
+impl Bot {
+    fn out(&mut self, data: &[u8]) -> Result<Vec<u8>, UsbError> {
+        if self.stalled || self.command.is_some() || data.len() != 31 || data[0..4] != *b"USBC" {
+            self.stalled = true;
+            return Err(UsbError::Stall);
+        }
+        let tag = u32::from_le_bytes(data[4..8].try_into().unwrap());
+        let length = u32::from_le_bytes(data[8..12].try_into().unwrap());
+        let data_in = data[12] & 0x80 != 0;
+        let cdb = &data[15..15 + usize::from(data[14])];
+        self.opcodes.push(cdb[0]);
+        let (status, reply) = self.execute(cdb);
+        if length > 0 && !data_in && cdb[0] != 0 {
+            self.stalled = true;
+            return Err(UsbError::Stall);
+        }
+        let mut reply = reply;
+        let real = reply.len().min(length as usize) as u32;
+        reply.resize(length as usize, 0);
+        self.command = Some((tag, length - real, reply, status));
+        self.data_sent = length == 0;
+        Ok(Vec::new())
+    }
+
+    fn execute(&mut self, cdb: &[u8]) -> (u8, Vec<u8>) {
+        if cdb[0] == 0x03 {
+            let (key, asc, ascq) = self.sense.take().unwrap_or([0, 0, 0]).into();
+            let mut s = vec![0u8; 18];
+            s[0] = 0x70;
+            s[2] = key;
+            s[7] = 10;
+            s[12] = asc;
+            s[13] = ascq;
+            return (0, s);
+        }
+        self.sense = None;
+        if !self.powered_on {
+            self.powered_on = true;
+            self.sense = Some([6, 0x29, 0]);
+            return (1, Vec::new());
+        }
+        match cdb[0] {
+            0x00 => (0, Vec::new()),
+            0x12 => {
+                let mut d = vec![0u8, 0, 5, 0x12, 31, 0, 0, 0];
+                d.extend(b"QEMU    QEMU HARDDISK   2.5+");
+                (0, d)
+            }
+            0x25 => {
+                let mut d = (STORAGE_SECTORS - 1).to_be_bytes().to_vec();
+                d.extend(512u32.to_be_bytes());
+                (0, d)
+            }
+            0x28 => {
+                let mut d = vec![0u8; 512];
+                d[440..444].copy_from_slice(&0x2002_1007u32.to_le_bytes());
+                d[446 + 4] = 0x83;
+                d[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+                d[446 + 12..446 + 16].copy_from_slice(&2048u32.to_le_bytes());
+                d[510] = 0x55;
+                d[511] = 0xaa;
+                (0, d)
+            }
+            0xa0 => (0, vec![0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            _ => {
+                self.sense = Some([5, 0x20, 0]);
+                (1, Vec::new())
+            }
+        }
+    }
+
+    fn input(&mut self, length: usize) -> Result<Vec<u8>, UsbError> {
+        if self.stalled {
+            return Err(UsbError::Stall);
+        }
+        let Some((tag, residue, data, status)) = self.command.as_mut() else {
+            self.stalled = true;
+            return Err(UsbError::Stall);
+        };
+        if !self.data_sent {
+            self.data_sent = true;
+            return Ok(data.iter().copied().take(length).collect());
+        }
+        if length < 13 {
+            self.stalled = true;
+            return Err(UsbError::Stall);
+        }
+        let mut csw = b"USBS".to_vec();
+        csw.extend(tag.to_le_bytes());
+        csw.extend(residue.to_le_bytes());
+        csw.push(*status);
+        self.command = None;
+        Ok(csw)
     }
 }
