@@ -117,7 +117,6 @@ pub async fn root_hubs(vm: &Vm, snapshot: &Snapshot) -> Result<BTreeMap<String, 
     Ok(out)
 }
 
-/// `root/.../usb1` + port `1.2` → `root/.../usb1/1-1/1-1.2`.
 /// Each usb-storage stick QEMU has, by the name its SCSI bus carries (its
 /// id), with the guest directory of its interface (`.../1-1/1-1:1.0`),
 /// where the stick's `host<H>` must be.
