@@ -246,7 +246,7 @@ impl Vm {
         let mut block_images = Vec::new();
         for (node, file) in &config.profile.block_images {
             let copy = sockets.path().join(format!("{node}-{file}"));
-            std::fs::copy(images::path(file), &copy)
+            std::fs::copy(crate::paths::image(file), &copy)
                 .with_context(|| format!("copying {file} for block node {node}"))?;
             block_images.push((node.clone(), copy));
         }

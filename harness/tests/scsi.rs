@@ -18,7 +18,7 @@ use serde_json::json;
 async fn boot_with_hba(profile: &str, test: &str, hba: &str, dir: &std::path::Path) -> Result<Vm> {
     images::ensure().context("building the disk image")?;
     let disk = dir.join("scsi-disk.img");
-    std::fs::copy(images::path(images::DISK.file), &disk).context("copying the disk image")?;
+    std::fs::copy(harness::paths::image(images::DISK.file), &disk).context("copying the disk image")?;
     let mut config = VmConfig::new(profile, &format!("{test}-{profile}"))?;
     config.extra_args = [
         "-blockdev",

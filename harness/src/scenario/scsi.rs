@@ -341,7 +341,7 @@ pub async fn cd_media(vm: &mut Vm) -> Result<Goldens> {
         .execute_raw(
             "blockdev-add",
             json!({"driver": "raw", "node-name": "alpha", "read-only": true,
-                   "file": {"driver": "file", "filename": images::path(alpha.file).display().to_string(), "read-only": true}}),
+                   "file": {"driver": "file", "filename": crate::paths::image(alpha.file).display().to_string(), "read-only": true}}),
         )
         .await
         .context("blockdev-add the alpha CD")?;
@@ -365,7 +365,7 @@ pub async fn cd_media(vm: &mut Vm) -> Result<Goldens> {
     vm.qmp
         .execute_raw(
             "blockdev-change-medium",
-            json!({"id": "cd1", "filename": images::path(beta.file).display().to_string(), "format": "raw", "read-only-mode": "read-only"}),
+            json!({"id": "cd1", "filename": crate::paths::image(beta.file).display().to_string(), "format": "raw", "read-only-mode": "read-only"}),
         )
         .await
         .context("blockdev-change-medium cd1 beta")?;
