@@ -408,7 +408,13 @@ impl Topology {
             (secondary > segment_bus && (secondary..=subordinate).contains(&bus) && !e.function.slot_unpowered())
                 .then_some((child, secondary))
         });
-        for (child, secondary) in bridges {
+        // QEMU looks a bus number up among a bus's child buses newest
+        // first (its child list is a LIFO); devices are created in slot
+        // order here, so that is the highest slot first. With consistent
+        // numbers the order does not matter; with stale ones it decides
+        // which bridge wins.
+        let bridges: Vec<(Segment, u8)> = bridges.collect();
+        for (child, secondary) in bridges.into_iter().rev() {
             if let Some(found) = self.route(child, secondary, bus) {
                 return Some(found);
             }

@@ -27,6 +27,17 @@ impl Chipset {
             _ => Chipset::Unknown,
         }
     }
+
+    /// I/O ranges at or above 0x1000 that the chipset's own fixed blocks
+    /// decode, which no BAR or bridge window may take: on `pc`, the ACPI
+    /// PCI hot-plug (0xae00), CPU hot-plug (0xaf00) and GPE0 (0xafe0)
+    /// blocks. q35's ACPI blocks (0x600, 0xcc0) all sit below 0x1000.
+    pub fn reserved_io(self) -> &'static [(u64, u64)] {
+        match self {
+            Chipset::I440fx => &[(0xae00, 0xafff)],
+            Chipset::Q35 | Chipset::Unknown => &[],
+        }
+    }
 }
 
 const PIRQ_IRQS: [u8; 4] = [10, 10, 11, 11];

@@ -55,6 +55,13 @@ pub struct Pci {
     /// For each bus, the bus numbers bridges on it may still take:
     /// `[next, limit]` (16-bit so that 255 + 1 does not wrap).
     bus_numbers: BTreeMap<u8, BusNumbers>,
+    /// True while the boot-time tree is enumerated (bridges then get the
+    /// full hot-plug reserve in their windows).
+    booting: bool,
+    /// QEMU's ACPI hot-plug selectors: bsel → the bus number it selects.
+    /// The root bus of `pc` is always bsel 0; the others are told by the
+    /// harness (`pcihp bsel`), since config space does not reveal them.
+    pub acpi_bsel: BTreeMap<u32, u8>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,12 +94,105 @@ impl Pci {
             bus_paths: BTreeMap::new(),
             bus_parents: BTreeMap::new(),
             bus_numbers: BTreeMap::new(),
+            booting: true,
+            acpi_bsel: BTreeMap::new(),
         };
+        if chipset == Chipset::I440fx {
+            pci.acpi_bsel.insert(0, 0);
+        }
         pci.bus_numbers.insert(0, BusNumbers { next: 1, limit: 255 });
         pci.bus_parents.insert(0, root);
-        pci.windows.insert(0, resources::root_window());
+        pci.windows.insert(0, resources::root_window(chipset.reserved_io()));
+        pci.number_bus(cfg, 0);
         pci.scan_bus(core, cfg, 0);
+        pci.booting = false;
         pci
+    }
+
+    /// Give every bridge on `bus` (and below) its bus numbers, depth first
+    /// in slot order, from what `bus` still has free.
+    ///
+    /// Firmware leaves numbers behind, and not always in this order (qboot
+    /// numbers sibling bridges in reverse slot order). A bridge still
+    /// holding an old number claims config cycles for it, so when that
+    /// number is handed to a sibling, QEMU routes the sibling's cycles to
+    /// the wrong bridge and its devices show up twice. So, as a kernel that
+    /// renumbers must, every bridge on a bus is closed (secondary and
+    /// subordinate 0: it forwards nothing) before any of them is given a
+    /// number; the bridges below are closed when their bus is numbered.
+    fn number_bus(&mut self, cfg: &dyn ConfigSpace, bus: u8) {
+        let bridges = bridges_on(cfg, bus);
+        for &bdf in &bridges {
+            close_bridge(cfg, bdf);
+        }
+        self.number_bridges(cfg, &bridges);
+    }
+
+    /// Number these (closed) bridges of one bus, in order, each with its
+    /// subtree and its hot-plug reserve; a bridge that finds no number left
+    /// stays closed and is shown without buses.
+    fn number_bridges(&mut self, cfg: &dyn ConfigSpace, bridges: &[Bdf]) {
+        for &bdf in bridges {
+            let Some(range) = self.bus_numbers.get(&bdf.bus).copied() else { return };
+            if range.next > range.limit {
+                close_bridge(cfg, bdf);
+                continue;
+            }
+            let secondary = range.next as u8;
+            cfg.write8(bdf, reg::PRIMARY_BUS, bdf.bus);
+            cfg.write8(bdf, reg::SECONDARY_BUS, secondary);
+            // Everything the parent still has, while the bus below is numbered.
+            cfg.write8(bdf, reg::SUBORDINATE_BUS, range.limit as u8);
+            self.bus_numbers.insert(secondary, BusNumbers { next: range.next + 1, limit: range.limit });
+            self.number_bus(cfg, secondary);
+            // Close the range: what the bus below used, plus the reserve.
+            let used = self.bus_numbers[&secondary].next - 1;
+            let reserve = if hotplug::pciehp::is_hotplug_slot(cfg, bdf) { HOTPLUG_BUS_RESERVE } else { 0 };
+            let subordinate = used.max(u16::from(secondary) + u16::from(reserve)).min(range.limit);
+            cfg.write8(bdf, reg::SUBORDINATE_BUS, subordinate as u8);
+            if let Some(numbers) = self.bus_numbers.get_mut(&secondary) {
+                numbers.limit = subordinate;
+            }
+            if let Some(numbers) = self.bus_numbers.get_mut(&bdf.bus) {
+                numbers.next = subordinate + 1;
+            }
+        }
+    }
+
+    /// What the functions on `bus` (numbered, not yet registered) need from
+    /// the window of the bridge above it, in the order registration will
+    /// place them.
+    fn demand_of_bus(&self, cfg: &dyn ConfigSpace, bus: u8, boot: bool) -> resources::Demand {
+        let mut demand = resources::Demand::default();
+        for bdf in functions_on(cfg, bus) {
+            let header = cfg.read8(bdf, reg::HEADER_TYPE) & 0x7f;
+            let bar_count = match header {
+                0 => 6,
+                1 => 2,
+                _ => 0,
+            };
+            demand.add_bars(&resources::probe_bars(cfg, bdf, bar_count));
+            if header == 1 {
+                demand.add_window(&self.bridge_window_sizes(cfg, bdf, boot));
+            }
+        }
+        demand
+    }
+
+    /// The windows a bridge gets: what is behind it, plus room for what can
+    /// be hot-plugged below it later. Every cold-plugged bridge can take
+    /// hot-plugs (a PCIe slot, or QEMU's ACPI hot-plug on its bus); a bridge
+    /// that was itself hot-added gets a smaller reserve, since it has to fit
+    /// in the window of the slot it was plugged into.
+    fn bridge_window_sizes(&self, cfg: &dyn ConfigSpace, bdf: Bdf, boot: bool) -> resources::WindowSizes {
+        let secondary = cfg.read8(bdf, reg::SECONDARY_BUS);
+        let demand = if secondary > bdf.bus { self.demand_of_bus(cfg, secondary, boot) } else { Default::default() };
+        let room = if boot || hotplug::pciehp::is_hotplug_slot(cfg, bdf) {
+            resources::HOTPLUG_ROOM
+        } else {
+            resources::HOT_ADDED_BRIDGE_ROOM
+        };
+        demand.window_sizes(room)
     }
 
     /// Registered function at `bdf`, if any.
@@ -101,28 +201,11 @@ impl Pci {
     }
 
     fn scan_bus(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8) {
-        // Firmware may have numbered the bridges differently (qboot gives
-        // q35's second root port the bus the guest gives the first): a stale
-        // range on a sibling not renumbered yet would catch config cycles
-        // meant for the first one's secondary bus. Close every bridge on
-        // this bus before numbering any of them, as Linux does when it
-        // assigns all buses itself.
-        for slot in 0..32 {
-            let f0 = Bdf::new(bus, slot, 0);
-            if cfg.read16(f0, reg::VENDOR) == 0xffff {
-                continue;
+        let Some(&parent) = self.bus_parents.get(&bus) else { return };
+        for bdf in functions_on(cfg, bus) {
+            if !self.functions.contains_key(&bdf) {
+                let _ = self.add_function(core, cfg, bdf, parent);
             }
-            let functions = if cfg.read8(f0, reg::HEADER_TYPE) & 0x80 != 0 { 8 } else { 1 };
-            for func in 0..functions {
-                let bdf = Bdf::new(bus, slot, func);
-                if cfg.read16(bdf, reg::VENDOR) != 0xffff && cfg.read8(bdf, reg::HEADER_TYPE) & 0x7f == 1 {
-                    cfg.write8(bdf, reg::SUBORDINATE_BUS, 0);
-                    cfg.write8(bdf, reg::SECONDARY_BUS, 0);
-                }
-            }
-        }
-        for slot in 0..32 {
-            self.scan_slot(core, cfg, bus, slot);
         }
     }
 
@@ -139,17 +222,21 @@ impl Pci {
     /// (EBUSY): the caller retries once it is.
     pub fn scan_slot_checked(&mut self, core: &mut Core, cfg: &dyn ConfigSpace, bus: u8, slot: u8) -> (usize, bool) {
         let Some(&parent) = self.bus_parents.get(&bus) else { return (0, false) };
-        let f0 = Bdf::new(bus, slot, 0);
-        if cfg.read16(f0, reg::VENDOR) == 0xffff {
-            return (0, false);
+        let new: Vec<Bdf> =
+            functions_in(cfg, bus, slot).into_iter().filter(|bdf| !self.functions.contains_key(bdf)).collect();
+        // Bridges plugged in after boot are numbered here, from what their
+        // bus keeps free; boot-time ones were numbered before the scan.
+        let new_bridges: Vec<Bdf> = new
+            .iter()
+            .copied()
+            .filter(|&bdf| is_bridge_header(cfg, bdf) && cfg.read8(bdf, reg::SECONDARY_BUS) <= bus)
+            .collect();
+        for &bdf in &new_bridges {
+            close_bridge(cfg, bdf);
         }
-        let functions = if cfg.read8(f0, reg::HEADER_TYPE) & 0x80 != 0 { 8 } else { 1 };
+        self.number_bridges(cfg, &new_bridges);
         let (mut added, mut busy) = (0, false);
-        for func in 0..functions {
-            let bdf = Bdf::new(bus, slot, func);
-            if self.functions.contains_key(&bdf) || cfg.read16(bdf, reg::VENDOR) == 0xffff {
-                continue;
-            }
+        for bdf in new {
             match self.add_function(core, cfg, bdf, parent) {
                 Ok(_) => added += 1,
                 Err(Errno::EBUSY) => busy = true,
@@ -210,25 +297,18 @@ impl Pci {
             subordinate: None,
         };
         let mut child_window = None;
-        let parent_numbers = self.bus_numbers.get(&bdf.bus).copied();
-        match parent_numbers {
-            Some(range) if is_bridge && range.next <= range.limit => {
-                let secondary = range.next as u8;
-                cfg.write8(bdf, reg::PRIMARY_BUS, bdf.bus);
-                cfg.write8(bdf, reg::SECONDARY_BUS, secondary);
-                // Everything the parent still has, while the scan below runs.
-                cfg.write8(bdf, reg::SUBORDINATE_BUS, range.limit as u8);
-                self.bus_numbers.insert(secondary, BusNumbers { next: range.next + 1, limit: range.limit });
-                let parent_window = self.windows.get_mut(&bdf.bus).ok_or(Errno::ENOSPC)?;
-                let (windows, child) = resources::assign_bridge_windows(cfg, bdf, parent_window);
-                function.windows = Some(windows);
-                function.secondary = Some(secondary);
-                child_window = Some((secondary, child));
-            }
-            // No bus number left in the parent's range: the bridge is shown,
-            // with no buses, rather than given numbers nobody routes to it.
-            _ if is_bridge => cfg.write8(bdf, reg::SECONDARY_BUS, 0),
-            _ => {}
+        let secondary = cfg.read8(bdf, reg::SECONDARY_BUS);
+        // Numbered (before the scan, or just now for a hot-added bridge)
+        // unless no bus number was left for it.
+        if is_bridge && secondary > bdf.bus {
+            let boot = self.booting;
+            let sizes = self.bridge_window_sizes(cfg, bdf, boot);
+            let parent_window = self.windows.get_mut(&bdf.bus).ok_or(Errno::ENOSPC)?;
+            let (windows, child) = resources::assign_bridge_windows(cfg, bdf, &sizes, parent_window);
+            function.windows = Some(windows);
+            function.secondary = Some(secondary);
+            function.subordinate = Some(cfg.read8(bdf, reg::SUBORDINATE_BUS));
+            child_window = Some((secondary, child));
         }
         let name = format!("{bdf}");
         let rollback = function.clone();
@@ -243,8 +323,15 @@ impl Pci {
                         resources::release_windows(&w, window);
                     }
                 }
-                if let Some(secondary) = rollback.secondary {
-                    self.bus_numbers.remove(&secondary);
+                if let (Some(secondary), Some(subordinate)) = (rollback.secondary, rollback.subordinate) {
+                    // Closed again, so a retry numbers it afresh.
+                    close_bridge(cfg, bdf);
+                    self.bus_numbers.retain(|&bus, _| !(secondary..=subordinate).contains(&bus));
+                    if let Some(numbers) = self.bus_numbers.get_mut(&bdf.bus)
+                        && numbers.next == u16::from(subordinate) + 1
+                    {
+                        numbers.next = u16::from(secondary);
+                    }
                 }
                 return Err(e);
             }
@@ -255,24 +342,41 @@ impl Pci {
             self.bus_paths.insert(secondary, path);
             self.bus_parents.insert(secondary, dev);
             self.scan_bus(core, cfg, secondary);
-            // Close the range: what the scan used, plus the hot-plug reserve.
-            let limit = parent_numbers.map_or(255, |r| r.limit);
-            let used = self.bus_numbers[&secondary].next - 1;
-            let reserve = if hotplug::pciehp::is_hotplug_slot(cfg, bdf) { HOTPLUG_BUS_RESERVE } else { 0 };
-            let subordinate = used.max(u16::from(secondary) + u16::from(reserve)).min(limit);
-            cfg.write8(bdf, reg::SUBORDINATE_BUS, subordinate as u8);
-            if let Some(numbers) = self.bus_numbers.get_mut(&secondary) {
-                numbers.limit = subordinate;
-            }
-            if let Some(numbers) = self.bus_numbers.get_mut(&bdf.bus) {
-                numbers.next = subordinate + 1;
-            }
-            if let Some(f) = core.data_mut::<PciFunction>(dev) {
-                f.subordinate = Some(subordinate as u8);
-            }
         }
         Ok(dev)
     }
+}
+
+/// Every function present in a slot: function 0, and 1–7 when function 0
+/// says the device is multifunction.
+fn functions_in(cfg: &dyn ConfigSpace, bus: u8, slot: u8) -> Vec<Bdf> {
+    let f0 = Bdf::new(bus, slot, 0);
+    if cfg.read16(f0, reg::VENDOR) == 0xffff {
+        return Vec::new();
+    }
+    let count = if cfg.read8(f0, reg::HEADER_TYPE) & 0x80 != 0 { 8 } else { 1 };
+    (0..count).map(|func| Bdf::new(bus, slot, func)).filter(|&bdf| cfg.read16(bdf, reg::VENDOR) != 0xffff).collect()
+}
+
+/// Every function on a bus, in slot and function order.
+fn functions_on(cfg: &dyn ConfigSpace, bus: u8) -> Vec<Bdf> {
+    (0..32).flat_map(|slot| functions_in(cfg, bus, slot)).collect()
+}
+
+fn is_bridge_header(cfg: &dyn ConfigSpace, bdf: Bdf) -> bool {
+    cfg.read8(bdf, reg::HEADER_TYPE) & 0x7f == 1
+}
+
+/// The PCI-PCI bridges on a bus.
+fn bridges_on(cfg: &dyn ConfigSpace, bus: u8) -> Vec<Bdf> {
+    functions_on(cfg, bus).into_iter().filter(|&bdf| is_bridge_header(cfg, bdf)).collect()
+}
+
+/// A bridge with secondary and subordinate 0 forwards no config cycles.
+fn close_bridge(cfg: &dyn ConfigSpace, bdf: Bdf) {
+    cfg.write8(bdf, reg::PRIMARY_BUS, bdf.bus);
+    cfg.write8(bdf, reg::SECONDARY_BUS, 0);
+    cfg.write8(bdf, reg::SUBORDINATE_BUS, 0);
 }
 
 impl Pci {

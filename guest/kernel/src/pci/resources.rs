@@ -73,6 +73,18 @@ impl RangeAllocator {
     pub fn bounds(&self) -> (u64, u64) {
         (self.base, self.limit)
     }
+
+    /// Take `[start, end]` out of the range for good (a fixed block some
+    /// other device decodes).
+    pub fn reserve(&mut self, start: u64, end: u64) {
+        self.used.insert(start, end);
+    }
+
+    /// One past the highest allocated address relative to the base (0 when
+    /// nothing is allocated): the span allocations take.
+    pub fn end(&self) -> u64 {
+        self.used.values().next_back().map_or(0, |&end| end + 1 - self.base)
+    }
 }
 
 fn align_up(value: u64, align: u64) -> Option<u64> {
@@ -88,22 +100,115 @@ pub struct Window {
     pub mem: RangeAllocator,
 }
 
-/// The root bus on both machines: I/O 0xc000–0xffff (clear of the ACPI
-/// blocks at 0x600, 0xae00, 0xafe0 and 0xcc0) and memory 0xc0000000 up to
-/// the IOAPIC (clear of RAM and of q35's MMCONFIG at 0xb0000000).
-pub fn root_window() -> Window {
-    Window { io: Some(RangeAllocator::new(0xc000, 0xffff)), mem: RangeAllocator::new(0xc000_0000, 0xfebf_ffff) }
+/// The root bus: all of the I/O space the chipset forwards to PCI above the
+/// legacy ISA range (0x1000–0xffff, as Linux's `PCIBIOS_MIN_IO`), minus the
+/// fixed blocks QEMU's ACPI hardware decodes there (`reserved_io`), and
+/// memory 0xc0000000 up to the IOAPIC (clear of RAM and of q35's MMCONFIG
+/// at 0xb0000000).
+pub fn root_window(reserved_io: &[(u64, u64)]) -> Window {
+    let mut io = RangeAllocator::new(ROOT_IO_START, 0xffff);
+    for &(start, end) in reserved_io {
+        io.reserve(start, end);
+    }
+    Window { io: Some(io), mem: RangeAllocator::new(0xc000_0000, 0xfebf_ffff) }
 }
 
-/// What a bridge on the root bus gets: enough for any single function QEMU
-/// can hot-plug (edu's 1 MiB BAR is the largest here) or a bridge below.
-pub const BRIDGE_MEM_WINDOW: u64 = 4 << 20;
-/// What a bridge below another bridge gets: a quarter of its parent's, so
-/// its own BARs and its siblings still fit beside it.
-pub const NESTED_BRIDGE_MEM_WINDOW: u64 = 1 << 20;
-/// I/O windows have a 4 KiB granularity; one is the most a nested bridge can
-/// get from a parent that has one.
-pub const BRIDGE_IO_WINDOW: u64 = 4 << 10;
+/// Below this, I/O belongs to ISA devices and the chipset's fixed blocks.
+pub const ROOT_IO_START: u64 = 0x1000;
+
+/// The least a bridge's windows get, whatever is behind it at boot, so that
+/// functions hot-plugged below it later find room (Linux's
+/// `pci=hpmemsize,hpiosize`, rounded to the window granularity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub mem: u64,
+    pub io: u64,
+}
+
+/// A cold-plugged bridge: room for any single function QEMU can hot-plug
+/// (edu's 1 MiB BAR is the largest here, a bridge with its own windows
+/// fits too) and one I/O window.
+pub const HOTPLUG_ROOM: Room = Room { mem: 4 << 20, io: IO_WINDOW_GRANULARITY };
+/// A bridge that was itself hot-added: it must fit beside its own BARs in
+/// the window of the slot it went into.
+pub const HOT_ADDED_BRIDGE_ROOM: Room = Room { mem: MEM_WINDOW_GRANULARITY, io: IO_WINDOW_GRANULARITY };
+/// Bridge windows are 1 MiB (memory) and 4 KiB (I/O) aligned and sized.
+pub const MEM_WINDOW_GRANULARITY: u64 = 1 << 20;
+pub const IO_WINDOW_GRANULARITY: u64 = 4 << 10;
+
+/// What the functions on one bus need: for each space, the size of the
+/// span first-fit placement in scan order takes from a base aligned to
+/// `align`, and that alignment. Computed by running the same allocator the
+/// real assignment uses over an unbounded range, so the two cannot differ.
+#[derive(Clone, Debug)]
+pub struct Demand {
+    io: RangeAllocator,
+    mem: RangeAllocator,
+    io_align: u64,
+    mem_align: u64,
+}
+
+impl Default for Demand {
+    fn default() -> Self {
+        Demand {
+            io: RangeAllocator::new(0, u64::MAX >> 1),
+            mem: RangeAllocator::new(0, u64::MAX >> 1),
+            io_align: 1,
+            mem_align: 1,
+        }
+    }
+}
+
+/// A bridge window size and alignment, per space; zero size = no window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowSizes {
+    pub io: u64,
+    pub io_align: u64,
+    pub mem: u64,
+    pub mem_align: u64,
+}
+
+impl Demand {
+    /// Account for a function's BARs, in the order `assign_bars` places them.
+    pub fn add_bars(&mut self, bars: &[Bar]) {
+        for i in placement_order(bars) {
+            let bar = &bars[i];
+            let (alloc, align) = match bar.kind {
+                BarKind::Io => (&mut self.io, &mut self.io_align),
+                _ => (&mut self.mem, &mut self.mem_align),
+            };
+            alloc.alloc(bar.size, bar.size);
+            *align = (*align).max(bar.size);
+        }
+    }
+
+    /// Account for a bridge's windows (after its own BARs, as assigned).
+    pub fn add_window(&mut self, w: &WindowSizes) {
+        if w.io > 0 {
+            self.io.alloc(w.io, w.io_align);
+            self.io_align = self.io_align.max(w.io_align);
+        }
+        if w.mem > 0 {
+            self.mem.alloc(w.mem, w.mem_align);
+            self.mem_align = self.mem_align.max(w.mem_align);
+        }
+    }
+
+    /// The windows a bridge needs to forward this bus: what is behind it,
+    /// rounded to the window granularity, and at least the hot-plug room
+    /// when functions can be plugged in below it later.
+    pub fn window_sizes(&self, room: Room) -> WindowSizes {
+        let round = |v: u64, g: u64| v.div_ceil(g) * g;
+        let io = round(self.io.end(), IO_WINDOW_GRANULARITY).max(room.io);
+        let mem = round(self.mem.end(), MEM_WINDOW_GRANULARITY).max(room.mem);
+        WindowSizes {
+            io,
+            io_align: self.io_align.max(IO_WINDOW_GRANULARITY),
+            mem,
+            mem_align: self.mem_align.max(MEM_WINDOW_GRANULARITY),
+        }
+    }
+}
 
 /// Size the BARs of a function. Decoding is off while sizing, as the PCI
 /// spec requires, and every BAR gets its original value back.
@@ -182,8 +287,7 @@ const ROM_ENABLE: u32 = 1;
 /// runs option ROMs, so what QEMU reports as mapped is what `resource` shows.
 pub fn assign_bars(cfg: &dyn ConfigSpace, bdf: Bdf, bars: &mut [Bar], window: &mut Window) {
     let header = cfg.read8(bdf, reg::HEADER_TYPE) & 0x7f;
-    let mut order: Vec<usize> = (0..bars.len()).collect();
-    order.sort_by_key(|i| (core::cmp::Reverse(bars[*i].size), bars[*i].index));
+    let order = placement_order(bars);
     let mut command = cfg.read16(bdf, reg::COMMAND) & !(reg::COMMAND_IO | reg::COMMAND_MEMORY);
     for i in order {
         let bar = &mut bars[i];
@@ -206,6 +310,13 @@ pub fn assign_bars(cfg: &dyn ConfigSpace, bdf: Bdf, bars: &mut [Bar], window: &m
         command |= if bar.kind == BarKind::Io { reg::COMMAND_IO } else { reg::COMMAND_MEMORY };
     }
     cfg.write16(bdf, reg::COMMAND, command);
+}
+
+/// Largest first, so alignment wastes little; by index among equals.
+fn placement_order(bars: &[Bar]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..bars.len()).collect();
+    order.sort_by_key(|i| (core::cmp::Reverse(bars[*i].size), bars[*i].index));
+    order
 }
 
 /// Give the allocations back, e.g. after a hot-unplug.
@@ -240,22 +351,37 @@ pub struct BridgeWindows {
     pub mem: Option<(u64, u64)>,
 }
 
-/// Carve windows for a bridge out of its parent's, program them (the
-/// prefetchable window stays closed: prefetchable BARs below 4 GiB may live
-/// in the plain memory window), and return the child bus's window.
-pub fn assign_bridge_windows(cfg: &dyn ConfigSpace, bdf: Bdf, parent: &mut Window) -> (BridgeWindows, Window) {
-    let mem_size = if bdf.bus == 0 { BRIDGE_MEM_WINDOW } else { NESTED_BRIDGE_MEM_WINDOW };
-    // Does the bridge forward I/O at all? The base register reads back 0
-    // when it does not.
+/// Does the bridge forward I/O at all? Its I/O base register reads back 0
+/// when it does not.
+pub fn bridge_decodes_io(cfg: &dyn ConfigSpace, bdf: Bdf) -> bool {
+    let original = cfg.read8(bdf, reg::IO_BASE);
     cfg.write8(bdf, reg::IO_BASE, 0xf0);
-    let io_supported = cfg.read8(bdf, reg::IO_BASE) & 0xf0 != 0;
-    let io =
-        if io_supported { parent.io.as_mut().and_then(|a| a.alloc(BRIDGE_IO_WINDOW, BRIDGE_IO_WINDOW)) } else { None };
-    let mem = parent.mem.alloc(mem_size, mem_size);
+    let supported = cfg.read8(bdf, reg::IO_BASE) & 0xf0 != 0;
+    cfg.write8(bdf, reg::IO_BASE, original);
+    supported
+}
+
+/// Carve windows of the given sizes for a bridge out of its parent's,
+/// program them (the prefetchable window stays closed: prefetchable BARs
+/// below 4 GiB may live in the plain memory window), and return the child
+/// bus's window.
+pub fn assign_bridge_windows(
+    cfg: &dyn ConfigSpace,
+    bdf: Bdf,
+    sizes: &WindowSizes,
+    parent: &mut Window,
+) -> (BridgeWindows, Window) {
+    let io = match (sizes.io, bridge_decodes_io(cfg, bdf)) {
+        (0, _) | (_, false) => None,
+        (size, true) => parent.io.as_mut().and_then(|a| a.alloc(size, sizes.io_align)).map(|b| (b, b + size - 1)),
+    };
+    let mem = match sizes.mem {
+        0 => None,
+        size => parent.mem.alloc(size, sizes.mem_align).map(|b| (b, b + size - 1)),
+    };
 
     match io {
-        Some(base) => {
-            let limit = base + BRIDGE_IO_WINDOW - 1;
+        Some((base, limit)) => {
             cfg.write8(bdf, reg::IO_BASE, ((base >> 8) & 0xf0) as u8);
             cfg.write8(bdf, reg::IO_LIMIT, ((limit >> 8) & 0xf0) as u8);
         }
@@ -267,8 +393,7 @@ pub fn assign_bridge_windows(cfg: &dyn ConfigSpace, bdf: Bdf, parent: &mut Windo
     cfg.write16(bdf, reg::IO_BASE_UPPER, 0);
     cfg.write16(bdf, reg::IO_LIMIT_UPPER, 0);
     match mem {
-        Some(base) => {
-            let limit = base + mem_size - 1;
+        Some((base, limit)) => {
             cfg.write16(bdf, reg::MEMORY_BASE, ((base >> 16) & 0xfff0) as u16);
             cfg.write16(bdf, reg::MEMORY_LIMIT, ((limit >> 16) & 0xfff0) as u16);
         }
@@ -284,12 +409,11 @@ pub fn assign_bridge_windows(cfg: &dyn ConfigSpace, bdf: Bdf, parent: &mut Windo
     let command = cfg.read16(bdf, reg::COMMAND);
     cfg.write16(bdf, reg::COMMAND, command | reg::COMMAND_IO | reg::COMMAND_MEMORY | reg::COMMAND_MASTER);
 
-    let windows =
-        BridgeWindows { io: io.map(|b| (b, b + BRIDGE_IO_WINDOW - 1)), mem: mem.map(|b| (b, b + mem_size - 1)) };
+    let windows = BridgeWindows { io, mem };
     let child = Window {
-        io: windows.io.map(|(b, l)| RangeAllocator::new(b, l)),
-        // An empty allocator when the parent had no room: BARs stay unassigned.
-        mem: windows.mem.map_or(RangeAllocator::new(1, 0), |(b, l)| RangeAllocator::new(b, l)),
+        io: io.map(|(b, l)| RangeAllocator::new(b, l)),
+        // An empty allocator when there is no window: BARs stay unassigned.
+        mem: mem.map_or(RangeAllocator::new(1, 0), |(b, l)| RangeAllocator::new(b, l)),
     };
     (windows, child)
 }

@@ -124,7 +124,7 @@ f root/pci0/00:01.1/ide1/power 0
 f root/pci0/00:01.1/irq 0
 f root/pci0/00:01.1/name PIIX3 IDE
 f root/pci0/00:01.1/power 0
-f root/pci0/00:01.1/resource bar4 io 0xc000-0xc00f
+f root/pci0/00:01.1/resource bar4 io 0x1000-0x100f
 f root/pci0/00:01.1/vendor 0x8086
 "
     );

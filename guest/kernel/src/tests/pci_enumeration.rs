@@ -11,14 +11,14 @@ use crate::base::{Core, DeviceId, DeviceState, device_unregister};
 use crate::driverfs::snapshot;
 use crate::executor::Executor;
 use crate::pci::Pci;
-use crate::pci::config::{Bdf, reg};
+use crate::pci::config::{Bdf, ConfigSpace, reg};
 use crate::pci::device::PciFunction;
 use crate::pci::fake::{FakeBar, FakeFunction, FakePci, Segment};
 use crate::pci::resources::{Bar, BarKind};
 
 use super::uevent_lines;
 
-const ROOT_IO: (u64, u64) = (0xc000, 0xffff);
+const ROOT_IO: (u64, u64) = (0x1000, 0xffff);
 const ROOT_MEM: (u64, u64) = (0xc000_0000, 0xfebf_ffff);
 
 fn boot(cfg: &FakePci) -> (Core, Pci) {
@@ -299,7 +299,7 @@ fn repeated_hot_plug_in_one_slot_reuses_the_resources() {
     let (bars, _) = first.unwrap();
     assert_eq!(
         bars.iter().map(|b| (b.kind, b.base)).collect::<Vec<_>>(),
-        [(BarKind::Mem32, Some(0xc000_0000)), (BarKind::Io, Some(0xc040)),]
+        [(BarKind::Mem32, Some(0xc000_0000)), (BarKind::Io, Some(0x1040)),]
     );
     assert_eq!(core.borrow().totals().leaked, 0);
 }
@@ -376,7 +376,7 @@ f root/pci0/00:01.1/device 0x7010
 f root/pci0/00:01.1/irq 0
 f root/pci0/00:01.1/name PIIX3 IDE
 f root/pci0/00:01.1/power 0
-f root/pci0/00:01.1/resource bar4 io 0xc000-0xc00f
+f root/pci0/00:01.1/resource bar4 io 0x1000-0x100f
 f root/pci0/00:01.1/vendor 0x8086
 d root/pci0/00:01.3
 f root/pci0/00:01.3/class 0x068000
@@ -399,7 +399,7 @@ f root/pci0/00:01.1/device 0x7010
 f root/pci0/00:01.1/irq 0
 f root/pci0/00:01.1/name PIIX3 IDE
 f root/pci0/00:01.1/power 0
-f root/pci0/00:01.1/resource bar4 io 0xc000-0xc00f
+f root/pci0/00:01.1/resource bar4 io 0x1000-0x100f
 f root/pci0/00:01.1/vendor 0x8086
 "
     );
@@ -411,13 +411,13 @@ fn the_q35_snapshot_shows_multi_line_resources_escaped() {
     let (core, _pci) = boot(&cfg);
     let text = snapshot::render(&core, Some("root/pci0/00:1f.2")).unwrap();
     assert!(
-        text.contains("f root/pci0/00:1f.2/resource bar4 io 0xe000-0xe01f\\nbar5 mem32 0xc0002000-0xc0002fff\n"),
+        text.contains("f root/pci0/00:1f.2/resource bar4 io 0x3000-0x301f\\nbar5 mem32 0xc0002000-0xc0002fff\n"),
         "{text}"
     );
     let port = snapshot::render(&core, Some("root/pci0/00:10.0")).unwrap();
     assert!(
         port.contains(
-            "f root/pci0/00:10.0/resource bar0 mem32 0xc0000000-0xc0000fff\\nbuses 01-04\\nwindow io 0xc000-0xcfff\\nwindow mem 0xc0400000-0xc07fffff\n"
+            "f root/pci0/00:10.0/resource bar0 mem32 0xc0000000-0xc0000fff\\nbuses 01-04\\nwindow io 0x1000-0x1fff\\nwindow mem 0xc0100000-0xc04fffff\n"
         ),
         "{port}"
     );
@@ -482,4 +482,44 @@ fn a_hot_added_bridge_is_numbered_inside_its_root_ports_range() {
         drop(exec);
         core = alloc::rc::Rc::try_unwrap(shared).ok().expect("no other owner").into_inner();
     }
+}
+
+/// Firmware that numbered sibling bridges in reverse slot order (qboot):
+/// renumbering them in slot order must not let a bridge that still holds
+/// its old number claim the config cycles meant for a sibling, or the
+/// device behind the third root port shows up under the first one too.
+#[test]
+fn stale_firmware_bus_numbers_do_not_make_phantom_functions() {
+    let cfg = FakePci::q35();
+    cfg.insert(Segment::ROOT, 0x12, 0, FakeFunction::bridge(0x1b36, 0x000c).pin(1).pcie_slot(3));
+    let third = cfg.child_segment(Segment::ROOT, 0x12, 0).unwrap();
+    cfg.insert(third, 0, 0, FakeFunction::endpoint(0x1234, 0x11e8, 0x00_ff_00).pin(1));
+    // And a pci-bridge with a pci-testdev behind the first root port.
+    let first = cfg.child_segment(Segment::ROOT, 0x10, 0).unwrap();
+    cfg.insert(first, 0, 0, FakeFunction::bridge(0x1b36, 0x0001));
+    let nested = cfg.child_segment(first, 0, 0).unwrap();
+    cfg.insert(nested, 2, 0, FakeFunction::endpoint(0x1b36, 0x0005, 0x00_ff_00));
+    // What qboot leaves: 00:12.0 -> bus 1, 00:11.0 -> 2, 00:10.0 -> 3.
+    for (slot, bus) in [(0x12, 1), (0x11, 2), (0x10, 3)] {
+        let bdf = Bdf::new(0, slot, 0);
+        cfg.write8(bdf, reg::PRIMARY_BUS, 0);
+        cfg.write8(bdf, reg::SECONDARY_BUS, bus);
+        cfg.write8(bdf, reg::SUBORDINATE_BUS, bus);
+    }
+    let (core, pci) = boot(&cfg);
+    let edus: Vec<String> = core
+        .bus_devices(pci.bus)
+        .into_iter()
+        .map(|d| core.device_path(d))
+        .filter(|p| attr(&core, &format!("{p}/device")) == "0x11e8\n")
+        .collect();
+    assert_eq!(edus, ["root/pci0/00:12.0/09:00.0"], "one edu, behind the third root port");
+    let paths: Vec<String> = core.bus_devices(pci.bus).into_iter().map(|d| core.device_path(d)).collect();
+    assert!(paths.contains(&String::from("root/pci0/00:10.0/01:00.0/02:02.0")), "{paths:?}");
+    assert_eq!(paths.len(), 10, "host, 3 root ports, bridge, testdev, edu, LPC, AHCI, SMBus: {paths:?}");
+    let buses = |slot| {
+        let f = cfg.function(Segment::ROOT, slot, 0).unwrap();
+        [reg::SECONDARY_BUS, reg::SUBORDINATE_BUS].map(|r| f.read(r, 1))
+    };
+    assert_eq!([buses(0x10), buses(0x11), buses(0x12)], [[1, 4], [5, 8], [9, 12]]);
 }

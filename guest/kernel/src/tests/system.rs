@@ -338,7 +338,7 @@ l bus/pci/devices/00:1f.3 -> ../../../root/pci0/00:1f.3
     );
     assert!(
         payload(&messages, "2").contains(
-            "f root/pci0/00:11.0/resource bar0 mem32 0xc0001000-0xc0001fff\\nbuses 05-08\\nwindow io 0xd000-0xdfff\\nwindow mem 0xc0800000-0xc0bfffff\n"
+            "f root/pci0/00:11.0/resource bar0 mem32 0xc0001000-0xc0001fff\\nbuses 05-08\\nwindow io 0x2000-0x2fff\\nwindow mem 0xc0500000-0xc08fffff\n"
         ),
         "{messages:?}"
     );
