@@ -209,6 +209,27 @@ impl Vm {
         self.qmp.execute(qapi::qmp::device_del { id: id.into() }).await.map(drop)
     }
 
+    /// Tell the guest which bus each ACPI hot-plug selector (bsel) selects:
+    /// QEMU gives every cold-plugged bridge's bus its own, in an order config
+    /// space does not reveal, and keeps it in the bus's `acpi-pcihp-bsel`
+    /// property (absent when the bus has no ACPI hot-plug, e.g. q35 in
+    /// native mode). The guest numbered the buses, `query-pci` shows which
+    /// number each bridge got. Returns the (bsel, bus) pairs told.
+    pub async fn tell_acpi_hotplug_selectors(&self) -> Result<Vec<(u64, u8)>> {
+        let mut told = Vec::new();
+        for f in self.query_pci().await? {
+            let (Some((secondary, _)), false) = (f.buses, f.qdev_id.is_empty()) else { continue };
+            let path = format!("/machine/peripheral/{0}/{0}", f.qdev_id);
+            let reply =
+                self.qmp.execute_raw("qom-get", serde_json::json!({"path": path, "property": "acpi-pcihp-bsel"})).await;
+            let Ok(bsel) = reply else { continue };
+            let Some(bsel) = bsel.as_u64() else { bail!("{path} acpi-pcihp-bsel is not a number: {bsel}") };
+            self.call(&format!("pcihp bsel {bsel:x} {secondary:x}")).await?;
+            told.push((bsel, secondary));
+        }
+        Ok(told)
+    }
+
     /// Where the guest's snapshot must show the PCI device QEMU calls `id`.
     pub async fn pci_devpath(&self, id: &str) -> Result<String> {
         let functions = self.query_pci().await?;

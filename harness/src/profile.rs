@@ -51,6 +51,12 @@ pub const CAPABILITIES: &[(&str, &str)] = &[
         "scsi-disk",
         "a `virtio-scsi-pci` with id scsi0 and a `scsi-hd` with id sd0 on it whose drive is a `block-images` node",
     ),
+    ("pcie-hotplug", "hot-pluggable slots on PCIe root ports (`express = true` in `pci-slots`)"),
+    (
+        "pci-bridge-hotplug",
+        "QEMU's ACPI PCI hot-plug, which follows cold-plugged bridges: machine pc, or q35 without \
+         `ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off`",
+    ),
 ];
 
 /// Slots the PCI scenarios use at most.
@@ -401,6 +407,12 @@ fn build(name: &str, spec: ProfileSpec, origin: &str) -> Result<Profile> {
                         && d.props.iter().any(|(k, v)| k == "drive" && spec.block_images.contains_key(v))
                 });
                 hba && disk
+            }
+            "pcie-hotplug" => pci_slots.iter().any(|s| s.express),
+            "pci-bridge-hotplug" => {
+                spec.machine == "pc"
+                    || (spec.machine == "q35"
+                        && !spec.args.iter().any(|a| a.contains("acpi-pci-hotplug-with-bridge-support=off")))
             }
             _ => true,
         };

@@ -11,6 +11,7 @@ pub mod ide;
 pub mod model;
 pub mod pci;
 pub mod scsi;
+pub mod topology;
 pub mod usb;
 
 use std::future::Future;
@@ -57,6 +58,8 @@ pub struct Scenario {
 
 const NOTHING: &[&str] = &[];
 const PCI_HOTPLUG: &[&str] = &["pci-hotplug"];
+const PCIE_HOTPLUG: &[&str] = &["pci-hotplug", "pcie-hotplug"];
+const BRIDGE_HOTPLUG: &[&str] = &["pci-hotplug", "pci-bridge-hotplug"];
 const IDE_DISK: &[&str] = &["ide-disk"];
 const IDE_CD: &[&str] = &["ide-cd"];
 const IDE_DISK_AND_CD: &[&str] = &["ide-disk", "ide-cd"];
@@ -157,6 +160,27 @@ pub fn all() -> Vec<Scenario> {
             summary: "a device plugged into a slot whose old device is still referenced waits for its release",
             needs: PCI_HOTPLUG,
             run: |vm| Box::pin(pci::readd_waits_for_release(vm)),
+            append: "",
+        },
+        Scenario {
+            name: "pci-stale-bus-numbers",
+            summary: "bridges the firmware numbered in another order: no phantom functions, hot-add still seen",
+            needs: PCI_HOTPLUG,
+            run: |vm| Box::pin(topology::stale_bus_numbers(vm)),
+            append: "",
+        },
+        Scenario {
+            name: "pci-io-space",
+            summary: "a fourth root port: every I/O BAR and window still gets an address",
+            needs: PCIE_HOTPLUG,
+            run: |vm| Box::pin(topology::io_space(vm)),
+            append: "",
+        },
+        Scenario {
+            name: "pci-hotplug-behind-bridge",
+            summary: "hot-add and remove behind a cold-plugged bridge (its own ACPI bsel)",
+            needs: BRIDGE_HOTPLUG,
+            run: |vm| Box::pin(topology::hotplug_behind_bridge(vm)),
             append: "",
         },
         Scenario {

@@ -38,6 +38,28 @@ pub fn register(sys: &ServicesRef) -> Rc<dyn Subsystem> {
     Rc::new(PciSubsystem { sys: Rc::clone(sys), state: RefCell::new(pci), work: PendingWork::default() })
 }
 
+impl PciSubsystem {
+    /// `pcihp bsel <bsel> <bus>` (hex): which bus an ACPI hot-plug selector
+    /// selects. Config space does not tell; QEMU keeps it in each bridge's
+    /// bus (`acpi-pcihp-bsel`), where the harness reads it.
+    fn serve_pcihp(&self, args: &[&str]) -> Reply {
+        let hex = |t: &str| {
+            u32::from_str_radix(t.trim_start_matches("0x"), 16)
+                .map_err(|_| (Errno::EINVAL, alloc::format!("not a hex number: {t}")))
+        };
+        match args {
+            ["bsel", bsel, bus] => {
+                let (bsel, bus) = (hex(bsel)?, hex(bus)?);
+                let bus =
+                    u8::try_from(bus).map_err(|_| (Errno::EINVAL, alloc::format!("bus {bus:#x} is above 0xff")))?;
+                self.state.borrow_mut().acpi_bsel.insert(bsel, bus);
+                Ok(alloc::vec::Vec::new())
+            }
+            _ => fail(Errno::EINVAL, "usage: pcihp bsel <bsel> <bus>"),
+        }
+    }
+}
+
 impl Subsystem for PciSubsystem {
     fn name(&self) -> &'static str {
         super::BUS_NAME
@@ -61,13 +83,17 @@ impl Subsystem for PciSubsystem {
     }
 
     fn verbs(&self) -> &'static [&'static str] {
-        &["pci"]
+        &["pci", "pcihp"]
     }
 
     /// `pci config <bb:ss.f>`: the function's configuration space as hex.
+    /// `pcihp bsel <bsel> <bus>`: see [`PciSubsystem::serve_pcihp`].
     fn serve(self: Rc<Self>, sys: ServicesRef, req: Request) -> LocalFuture<'static, Reply> {
         Box::pin(async move {
             let args = req.args();
+            if req.verb == "pcihp" {
+                return self.serve_pcihp(&args);
+            }
             let (["config", _], Some(bdf)) = (args.as_slice(), args.get(1).and_then(|a| parse_bdf(a))) else {
                 return fail(Errno::EINVAL, "usage: pci config <bb:ss.f>");
             };

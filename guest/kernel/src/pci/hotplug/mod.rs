@@ -1,8 +1,10 @@
 //! PCI hot-plug: the controllers that tell the guest a slot changed, and
 //! the common add and remove paths they share.
 //!
-//! - [`acpi`]: QEMU's ACPI PCI hot-plug register block (`pc`, 0xae00);
-//! - [`pciehp`]: native PCIe hot-plug on root ports (`q35`).
+//! - [`acpi`]: QEMU's ACPI PCI hot-plug register block (`pc` at 0xae00,
+//!   `q35` in QEMU's default mode at 0xcc0);
+//! - [`pciehp`]: native PCIe hot-plug on root ports (`q35` with ACPI
+//!   hot-plug turned off).
 //!
 //! Removal is always the guest's: QEMU's `device_del` only *asks* (DOWN bit,
 //! attention button), and the device goes when the guest ejects it. So the
@@ -107,8 +109,12 @@ pub async fn remove_then_eject(pci: &PciRef, bus: u8, slot: u8, eject: impl FnOn
 pub fn start(pci: &PciRef) {
     let p = pci.sys.platform;
     let chipset = pci.state.borrow().chipset;
+    // Root ports advertise a hot-plug capable slot in both of q35's modes;
+    // when ACPI hot-plug is on, QEMU drives them through it and not through
+    // the slot registers, so only one controller may own them.
     if let Some(controller) = acpi::AcpiHotplug::probe(p, chipset) {
         pci.sys.spawn(controller.run(pci.clone()));
+        return;
     }
     let slots: Vec<pciehp::Slot> = {
         let cfg = PortConfig::new(p);

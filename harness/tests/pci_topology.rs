@@ -1,0 +1,67 @@
+//! Topologies beyond the profiles' own, under qboot and SeaBIOS, and the
+//! q35 profile in QEMU's default ACPI hot-plug mode. The bodies live in
+//! `harness::scenario::{topology, pci}`.
+
+mod common;
+
+use anyhow::Result;
+
+#[tokio::test]
+async fn stale_bus_numbers_pc() -> Result<()> {
+    common::scenario("pc", "pci-stale-bus-numbers").await
+}
+
+#[tokio::test]
+async fn stale_bus_numbers_q35() -> Result<()> {
+    common::scenario("q35", "pci-stale-bus-numbers").await
+}
+
+#[tokio::test]
+async fn io_space_q35() -> Result<()> {
+    common::scenario("q35", "pci-io-space").await
+}
+
+#[tokio::test]
+async fn hotplug_behind_bridge_pc() -> Result<()> {
+    common::scenario("pc", "pci-hotplug-behind-bridge").await
+}
+
+#[tokio::test]
+async fn hotplug_behind_bridge_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "pci-hotplug-behind-bridge").await
+}
+
+#[tokio::test]
+async fn boot_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "boot").await
+}
+
+#[tokio::test]
+async fn add_remove_readd_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "pci-add-remove-readd").await
+}
+
+#[tokio::test]
+async fn held_read_blocks_eject_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "pci-held-read-eject").await
+}
+
+#[tokio::test]
+async fn stale_bus_numbers_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "pci-stale-bus-numbers").await
+}
+
+#[tokio::test]
+async fn io_space_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "pci-io-space").await
+}
+
+#[tokio::test]
+async fn bridge_and_controller_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "pci-bridge-controller").await
+}
+
+#[tokio::test]
+async fn depth_first_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "testbus-depth-first").await
+}
