@@ -147,7 +147,7 @@ fn hello_lists_each_subsystems_verbs_and_features_in_list_order() {
     assert_eq!(
         features,
         "snapshot stats settle open read write close hold unhold bind unbind selftest poweroff devref faults checkpoint \
-         testdev pci pci-hotplug ide fakehba fakescsi-hotplug"
+         testdev pci pcihp pci-hotplug ide fakehba fakescsi-hotplug"
     );
 }
 
