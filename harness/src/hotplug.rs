@@ -218,7 +218,9 @@ impl Vm {
     pub async fn tell_acpi_hotplug_selectors(&self) -> Result<Vec<(u64, u8)>> {
         let mut told = Vec::new();
         for f in self.query_pci().await? {
-            let (Some((secondary, _)), false) = (f.buses, f.qdev_id.is_empty()) else { continue };
+            let (Some(secondary), false) = (f.bridge.as_ref().map(|b| b.secondary), f.qdev_id.is_empty()) else {
+                continue;
+            };
             let path = format!("/machine/peripheral/{0}/{0}", f.qdev_id);
             let reply =
                 self.qmp.execute_raw("qom-get", serde_json::json!({"path": path, "property": "acpi-pcihp-bsel"})).await;
