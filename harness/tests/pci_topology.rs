@@ -65,3 +65,19 @@ async fn bridge_and_controller_q35_acpi() -> Result<()> {
 async fn depth_first_q35_acpi() -> Result<()> {
     common::scenario("q35-acpi", "testbus-depth-first").await
 }
+
+/// The USB goldens of q35-acpi (the matrix compares with them).
+#[tokio::test]
+async fn usb_hid_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "usb-hid").await
+}
+
+#[tokio::test]
+async fn usb_hub_tree_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "usb-hub-tree").await
+}
+
+#[tokio::test]
+async fn usb_refusals_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "usb-refusals").await
+}

@@ -26,6 +26,8 @@ commands:
   bench [args]     measure boot and hot-plug latency; medians as a table and
                    JSON under target/bench
   run [args]       boot one profile and talk to the guest (see --help)
+  explore [args]   random topologies and hot-plug sequences, the oracle after
+                   every step; failures shrunk to a rerun command and a test
   mutants [args]   run the matrix once clean and once per planted guest bug;
                    print the kill table, write it under target/mutants
   images           build the disk and CD images under target/images
@@ -33,7 +35,7 @@ commands:
                    (target/review), then review them (cargo insta review)
   tree [OLD] NEW   draw a snapshot's device tree as SVG (two: side by side)
 
-matrix, merge, bench, run and tree pass their arguments to the harness CLI
+matrix, merge, bench, run, tree and explore pass their arguments to the harness CLI
 (`cargo xtask matrix --help`).";
 
 fn main() -> ExitCode {
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "build" => build::run(),
         "test" => test::run(rest),
-        "matrix" | "bench" | "run" | "merge" | "tree" => run_harness::run(command, rest),
+        "matrix" | "bench" | "run" | "merge" | "tree" | "explore" => run_harness::run(command, rest),
         "mutants" => mutants::run(rest),
         "images" => images::run(),
         "review" => review::run(),

@@ -95,6 +95,36 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Random topologies and hot-plug sequences with the oracle after every
+    /// step; a failure is shrunk and printed as a rerun command and a test.
+    Explore {
+        /// Seeds to run (repeatable; default: 1).
+        #[arg(long = "seed")]
+        seeds: Vec<u64>,
+        /// Run this many seeds from --seed on (seed, seed+1, ...).
+        #[arg(long, default_value_t = 1)]
+        seeds_count: u64,
+        /// Operations per run.
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// Profiles (repeatable; default: all).
+        #[arg(long = "profile", default_values_t = ["pc".to_string(), "q35".to_string(), "q35-acpi".to_string()])]
+        profiles: Vec<String>,
+        /// Firmwares (repeatable): qboot, seabios.
+        #[arg(long = "firmware", default_values_t = ["qboot".to_string(), "seabios".to_string()])]
+        firmwares: Vec<String>,
+        /// Replay a plan file (printed by a failed run) instead of generating.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// Do not shrink failures.
+        #[arg(long)]
+        no_shrink: bool,
+        /// Most runs one shrink may take.
+        #[arg(long, default_value_t = 60)]
+        shrink_budget: usize,
+        #[arg(long, default_value = "target/explore")]
+        out: PathBuf,
+    },
     /// Boot one profile, send requests, print each reply labelled with its
     /// request, power off. A request is a control-protocol line or `qmp
     /// <command> [key=value,...]`; one ending in ` &` does not wait for its
@@ -246,6 +276,26 @@ async fn dispatch(command: Command) -> Result<bool> {
             let out = out.unwrap_or_else(|| root().join("target").join("bench"));
             bench::run(&bench::Options { runs: runs.max(1), profiles, firmwares, only }, &out).await?;
             Ok(true)
+        }
+        Command::Explore { seeds, seeds_count, steps, profiles, firmwares, replay, no_shrink, shrink_budget, out } => {
+            let firmwares = firmwares.iter().map(|f| Firmware::parse(f)).collect::<Result<Vec<_>>>()?;
+            for p in &profiles {
+                profile::Profile::get(p)?;
+            }
+            let first = seeds.first().copied().unwrap_or(1);
+            let seeds = if seeds.len() > 1 { seeds } else { (first..first + seeds_count.max(1)).collect() };
+            let options = harness::explore::Options {
+                seeds,
+                steps,
+                profiles,
+                firmwares,
+                replay,
+                shrink: !no_shrink,
+                shrink_budget,
+                out,
+                kernel: None,
+            };
+            harness::explore::run(&options).await
         }
         Command::Run { profile, profiles, interactive, devices, qemu_args, firmware, accel, append, requests } => {
             let mut known = profile::Profiles::builtin()?.clone();

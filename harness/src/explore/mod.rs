@@ -1,0 +1,416 @@
+//! `cargo xtask explore`: random cold-plug topologies and random operation
+//! sequences on them, with the oracle after every step, and shrinking.
+//!
+//! A run is a [`Plan`]: a profile and firmware, cold-plugged devices, and
+//! steps. A seed decides the plan completely (the generator keeps each
+//! bus's own model of what is plugged, so it only draws operations that are
+//! valid at that point), so `--seed N` reproduces a run exactly. Executing a
+//! plan boots the machine, runs each step, and after every step runs every
+//! bus's oracle (PCI: the snapshot against `query-pci` and the model
+//! against QEMU; IDE: the snapshot against `query-block`; test bus: the
+//! model). At the end it undoes what is still plugged, requires the stats
+//! back at their baseline (refcounts included), and a clean power-off with
+//! no BUG.
+//!
+//! On failure the plan is shrunk (cold-plugged devices dropped, steps
+//! dropped in halves, then one by one, for as long as it still fails) and
+//! printed as a rerun command and as a test to paste.
+//!
+//! A bus joins the explorer with a [`BusExplorer`]: its operations (text),
+//! its model, and its oracle, listed in [`explorers`].
+
+pub mod media;
+pub mod pci;
+pub mod plan;
+pub mod rng;
+pub mod testbus;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub use plan::Plan;
+use rng::Rng;
+
+use crate::driverfs::Snapshot;
+use crate::profile::Profile;
+use crate::qemu::Firmware;
+use crate::vm::{Vm, VmConfig};
+
+pub type BusFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// One bus's part of the explorer. Operations are text (`<verb> args`), so
+/// a plan can be printed, edited and replayed.
+pub trait BusExplorer: Send + Sync {
+    /// The prefix of this bus's steps (`pci`, `testbus`, `media`).
+    fn name(&self) -> &'static str;
+    /// An operation valid in the current model, or `None` if there is none.
+    fn generate(&mut self, rng: &mut Rng) -> Option<String>;
+    /// Update the model for `op`; `false` (model unchanged) when `op` is
+    /// not valid now, e.g. after shrinking removed the step that made it so.
+    fn accept(&mut self, op: &str) -> bool;
+    /// Do an accepted operation on the VM, waiting for the guest's and
+    /// QEMU's side of it.
+    fn run<'a>(&'a self, vm: &'a mut Vm, op: &'a str) -> BusFuture<'a>;
+    /// The oracle: what must be true after any step, given the snapshot
+    /// taken after it (one per step, shared by every bus).
+    fn check<'a>(&'a self, vm: &'a Vm, snapshot: &'a Snapshot) -> BusFuture<'a>;
+    /// Operations that bring the bus back to where it was at boot.
+    fn teardown(&self) -> Vec<String>;
+}
+
+/// Every bus the explorer drives on this machine: the one list a new bus
+/// is added to.
+pub fn explorers(profile: &Profile, plan: &Plan) -> Vec<Box<dyn BusExplorer>> {
+    let mut out: Vec<Box<dyn BusExplorer>> = vec![Box::new(pci::PciExplorer::new(profile, plan))];
+    out.push(Box::<testbus::TestbusExplorer>::default());
+    if let Some(media) = media::MediaExplorer::new(profile) {
+        out.push(Box::new(media));
+    }
+    out
+}
+
+/// Cold-plugged hardware from every bus that brings some.
+fn cold_plug(rng: &mut Rng, profile: &Profile) -> Vec<plan::ColdDevice> {
+    pci::cold_plug(rng, profile)
+}
+
+/// The plan `seed` gives for a profile and firmware.
+pub fn generate(seed: u64, profile: &str, firmware: Firmware, steps: usize) -> Result<Plan> {
+    let profile = Profile::get(profile)?;
+    let mut rng = Rng::derive(seed, &format!("{}/{}", profile.name, firmware.name()));
+    let devices = cold_plug(&mut rng, &profile);
+    let mut plan = Plan { profile: profile.name.to_string(), firmware, devices, steps: Vec::new() };
+    let mut buses = explorers(&profile, &plan);
+    while plan.steps.len() < steps {
+        // PCI, the bus with the most to get wrong, gets most of the steps.
+        let weights: Vec<u64> = buses.iter().map(|b| if b.name() == "pci" { 6 } else { 2 }).collect();
+        let first = rng.weighted(&weights).unwrap_or(0);
+        let order: Vec<usize> = (0..buses.len()).map(|k| (first + k) % buses.len()).collect();
+        let mut stepped = false;
+        for i in order {
+            if let Some(op) = buses[i].generate(&mut rng)
+                && buses[i].accept(&op)
+            {
+                plan.steps.push(format!("{} {op}", buses[i].name()));
+                stepped = true;
+                break;
+            }
+        }
+        if !stepped {
+            bail!("no bus has an operation to offer on this topology");
+        }
+    }
+    Ok(plan)
+}
+
+/// How executing a plan went.
+#[derive(Debug)]
+pub struct Outcome {
+    pub steps_run: usize,
+    pub elapsed: Duration,
+    /// The step that failed (`None`: boot, teardown or power-off) and why.
+    pub failure: Option<(Option<usize>, String)>,
+}
+
+/// Run a plan on a fresh VM.
+pub async fn execute(plan: &Plan, kernel: Option<PathBuf>, quiet: bool) -> Outcome {
+    let started = Instant::now();
+    let mut steps_run = 0;
+    let result = execute_inner(plan, kernel, quiet, &mut steps_run).await;
+    Outcome { steps_run, elapsed: started.elapsed(), failure: result.err().map(|(step, e)| (step, format!("{e:#}"))) }
+}
+
+async fn execute_inner(
+    plan: &Plan,
+    kernel: Option<PathBuf>,
+    quiet: bool,
+    steps_run: &mut usize,
+) -> std::result::Result<(), (Option<usize>, anyhow::Error)> {
+    let at_start = |e: anyhow::Error| (None, e);
+    let mut config = VmConfig::new(&plan.profile, &format!("explore-{}-{}", plan.profile, plan.firmware.name()))
+        .map_err(at_start)?;
+    config.firmware = plan.firmware;
+    config.extra_args = plan.qemu_args();
+    config.kernel = kernel;
+    config.quiet = quiet;
+    let profile = config.profile.clone();
+    let mut vm = Vm::boot(config).await.map_err(at_start)?;
+    let baseline = vm.stats().await.map_err(at_start)?;
+    let mut buses = explorers(&profile, plan);
+    check_all(&buses, &mut vm).await.map_err(|e| (None, e.context("after boot")))?;
+    for (i, step) in plan.steps.iter().enumerate() {
+        let (name, op) = step.split_once(' ').unwrap_or((step, ""));
+        let Some(b) = buses.iter().position(|b| b.name() == name) else {
+            return Err((Some(i), anyhow::anyhow!("no bus {name:?} on this machine")));
+        };
+        if !buses[b].accept(op) {
+            continue; // not valid here (a shrunk plan): skipped
+        }
+        let fail = |e: anyhow::Error| (Some(i), e.context(format!("step {i}: {step}")));
+        buses[b].run(&mut vm, op).await.map_err(fail)?;
+        check_all(&buses, &mut vm).await.map_err(fail)?;
+        *steps_run += 1;
+    }
+    let end = |e: anyhow::Error| (None, e.context("at the end"));
+    for bus in buses.iter_mut() {
+        for op in bus.teardown() {
+            if bus.accept(&op) {
+                bus.run(&mut vm, &op).await.map_err(end)?;
+            }
+        }
+    }
+    check_all(&buses, &mut vm).await.map_err(end)?;
+    vm.settle().await.map_err(end)?;
+    vm.stats().await.map_err(end)?.check_baseline(&baseline).map_err(end)?;
+    vm.shutdown().await.map_err(end)?;
+    Ok(())
+}
+
+/// Every bus's oracle on one snapshot.
+async fn check_all(buses: &[Box<dyn BusExplorer>], vm: &mut Vm) -> Result<()> {
+    let snapshot = vm.snapshot().await?;
+    for bus in buses {
+        bus.check(vm, &snapshot).await?;
+    }
+    Ok(())
+}
+
+/// Shrink a failing plan: fewer cold-plugged devices, fewer steps, as long
+/// as it still fails. Every attempt is a full run on a fresh VM; at most
+/// `budget` of them. Returns the smallest failing plan and the runs taken.
+pub async fn shrink(plan: &Plan, failed_at: Option<usize>, kernel: Option<PathBuf>, budget: usize) -> (Plan, usize) {
+    shrink_with(plan, failed_at, budget, |candidate| {
+        let kernel = kernel.clone();
+        async move { execute(&candidate, kernel, true).await.failure.is_some() }
+    })
+    .await
+}
+
+/// The shrinking strategy, over any test of "does this plan still fail":
+/// drop the steps after the failing one, then cold-plugged devices one at a
+/// time (with what hangs below them), then steps in halves, quarters, ...
+/// down to single steps (delta debugging).
+pub async fn shrink_with<F, Fut>(plan: &Plan, failed_at: Option<usize>, budget: usize, mut fails: F) -> (Plan, usize)
+where
+    F: FnMut(Plan) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut best = plan.clone();
+    if let Some(i) = failed_at {
+        best.steps.truncate(i + 1);
+    }
+    let mut tries = 0;
+    let mut i = 0;
+    while i < best.devices.len() && tries < budget {
+        let candidate = best.without_device(i);
+        tries += 1;
+        if fails(candidate.clone()).await {
+            best = candidate;
+        } else {
+            i += 1;
+        }
+    }
+    let mut chunk = best.steps.len().div_ceil(2).max(1);
+    loop {
+        let mut start = 0;
+        while start < best.steps.len() && tries < budget {
+            let mut candidate = best.clone();
+            let end = (start + chunk).min(candidate.steps.len());
+            candidate.steps.drain(start..end);
+            tries += 1;
+            if fails(candidate.clone()).await {
+                best = candidate;
+            } else {
+                start += chunk;
+            }
+        }
+        if chunk == 1 || tries >= budget {
+            break;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    (best, tries)
+}
+
+/// What `cargo xtask explore` was asked.
+pub struct Options {
+    pub seeds: Vec<u64>,
+    pub steps: usize,
+    pub profiles: Vec<String>,
+    pub firmwares: Vec<Firmware>,
+    pub replay: Option<PathBuf>,
+    pub shrink: bool,
+    /// Most runs a shrink may take.
+    pub shrink_budget: usize,
+    pub out: PathBuf,
+    pub kernel: Option<PathBuf>,
+}
+
+/// Run every seed on every profile and firmware (or one replayed plan);
+/// print a line per run, and for a failure the shrunk plan, a rerun command
+/// and a test to paste. Returns whether everything passed.
+pub async fn run(options: &Options) -> Result<bool> {
+    std::fs::create_dir_all(&options.out).with_context(|| format!("creating {}", options.out.display()))?;
+    let mut runs: Vec<(String, Plan)> = Vec::new();
+    if let Some(file) = &options.replay {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        runs.push((format!("replay {}", file.display()), Plan::parse(&text)?));
+    } else {
+        for &seed in &options.seeds {
+            for profile in &options.profiles {
+                for &firmware in &options.firmwares {
+                    let plan = generate(seed, profile, firmware, options.steps)?;
+                    runs.push((format!("seed {seed} {profile} {}", firmware.name()), plan));
+                }
+            }
+        }
+    }
+    let (mut all_ok, mut total_steps, mut total_time) = (true, 0, Duration::ZERO);
+    for (label, plan) in runs {
+        let outcome = execute(&plan, options.kernel.clone(), false).await;
+        total_steps += outcome.steps_run;
+        total_time += outcome.elapsed;
+        let rate = outcome.steps_run as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
+        let Some((failed_at, error)) = outcome.failure else {
+            println!(
+                "ok    {label}: {} devices, {} steps in {:.1}s ({rate:.1} steps/s), stats at baseline",
+                plan.devices.len(),
+                outcome.steps_run,
+                outcome.elapsed.as_secs_f64()
+            );
+            continue;
+        };
+        all_ok = false;
+        println!("FAIL  {label}: {error}");
+        let file = options.out.join(format!("failure-{}.plan", label.replace([' ', '/'], "-")));
+        std::fs::write(&file, plan.render())?;
+        println!("      plan: {}", file.display());
+        if !options.shrink {
+            continue;
+        }
+        let (small, tries) = shrink(&plan, failed_at, options.kernel.clone(), options.shrink_budget).await;
+        let small_file = file.with_extension("min.plan");
+        std::fs::write(&small_file, small.render())?;
+        let check = execute(&small, options.kernel.clone(), true).await;
+        println!(
+            "      shrunk in {tries} runs to {} devices and {} steps; it {}:",
+            small.devices.len(),
+            small.steps.len(),
+            match &check.failure {
+                Some((_, e)) => format!("fails with: {}", e.lines().next().unwrap_or_default()),
+                None => "no longer fails (flaky?)".into(),
+            }
+        );
+        println!("{}", indent(&small.render()));
+        println!("      rerun: cargo xtask explore --replay {}", small_file.display());
+        println!("      as a test (harness/tests/explore.rs):\n{}", indent(&as_test(&small)));
+    }
+    if total_steps > 0 {
+        println!(
+            "{total_steps} steps in {:.1}s: {:.1} steps/s",
+            total_time.as_secs_f64(),
+            total_steps as f64 / total_time.as_secs_f64().max(1e-9)
+        );
+    }
+    Ok(all_ok)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// A plan as a test to paste into the suite.
+pub fn as_test(plan: &Plan) -> String {
+    format!(
+        "#[tokio::test]\nasync fn explored_{}_{}() -> anyhow::Result<()> {{\n    harness::explore::replay(\n        r\"\n{}\"\n    )\n    .await\n}}\n",
+        plan.profile.replace('-', "_"),
+        plan.firmware.name(),
+        plan.render()
+    )
+}
+
+/// Run a plan given as text; the error says which step failed and why.
+pub async fn replay(text: &str) -> Result<()> {
+    let plan = Plan::parse(text)?;
+    match execute(&plan, None, false).await.failure {
+        None => Ok(()),
+        Some((_, e)) => bail!("{e}"),
+    }
+}
+
+/// Await every future (they run concurrently, on this task), results in order.
+pub async fn join_all<'a, T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + 'a>>>) -> Vec<T> {
+    let mut pending: Vec<Option<Pin<Box<dyn Future<Output = T> + Send + 'a>>>> =
+        futures.into_iter().map(Some).collect();
+    let mut results: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(f) = slot
+                && let Poll::Ready(v) = f.as_mut().poll(cx)
+            {
+                *result = Some(v);
+                *slot = None;
+            }
+        }
+        if pending.iter().all(Option::is_none) { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("every future finished")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "guest" that fails when a bridge is cold-plugged and two given
+    /// steps both ran, in order: shrinking keeps exactly those.
+    #[tokio::test]
+    async fn shrinking_keeps_only_what_the_failure_needs() {
+        let plan = generate(3, "q35", Firmware::Qboot, 40).unwrap();
+        let mut plan = plan;
+        plan.devices.push(plan::ColdDevice::new("pcie-pci-bridge", &[("id", "zb".into()), ("bus", "rp1".into())]));
+        plan.steps.insert(7, "testbus add needle1".into());
+        plan.steps.insert(30, "testbus add needle2 needle1".into());
+        let fails = |p: Plan| async move {
+            let a = p.steps.iter().position(|s| s == "testbus add needle1");
+            let b = p.steps.iter().position(|s| s == "testbus add needle2 needle1");
+            p.devices.iter().any(|d| d.id() == Some("zb")) && matches!((a, b), (Some(a), Some(b)) if a < b)
+        };
+        assert!(fails(plan.clone()).await);
+        let (small, tries) = shrink_with(&plan, Some(30), 500, fails).await;
+        assert_eq!(small.steps, ["testbus add needle1", "testbus add needle2 needle1"]);
+        assert_eq!(small.devices.iter().filter_map(|d| d.id()).collect::<Vec<_>>(), ["zb"]);
+        assert!(tries < 100, "{tries} runs");
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_plan_every_time() {
+        for profile in ["pc", "q35", "q35-acpi"] {
+            let a = generate(42, profile, Firmware::SeaBios, 200).unwrap();
+            assert_eq!(a, generate(42, profile, Firmware::SeaBios, 200).unwrap());
+            assert_ne!(a, generate(43, profile, Firmware::SeaBios, 200).unwrap());
+            assert_eq!(a.steps.len(), 200);
+            assert_eq!(Plan::parse(&a.render()).unwrap(), a);
+        }
+    }
+
+    #[tokio::test]
+    async fn join_all_keeps_order_and_runs_concurrently() {
+        let started = std::time::Instant::now();
+        let futures: Vec<Pin<Box<dyn Future<Output = u64> + Send>>> = (0..4u64)
+            .map(|i| {
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(50 - 10 * i)).await;
+                    i
+                }) as _
+            })
+            .collect();
+        assert_eq!(join_all(futures).await, [0, 1, 2, 3]);
+        assert!(started.elapsed() < Duration::from_millis(150), "they ran one after another");
+    }
+}

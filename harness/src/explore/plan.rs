@@ -1,0 +1,143 @@
+//! A run's plan: the machine (profile, firmware), the cold-plugged
+//! devices, and the operations, as text that can be saved, edited, shrunk
+//! and replayed. One line each:
+//!
+//! ```text
+//! profile q35
+//! firmware qboot
+//! device pcie-pci-bridge,id=c1,bus=rp1,addr=0x0
+//! step pci add edu h3 c1 0x2
+//! ```
+
+use anyhow::{Context, Result, bail};
+
+use crate::qemu::Firmware;
+
+/// A cold-plugged device: the `-device` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColdDevice {
+    pub arg: String,
+}
+
+impl ColdDevice {
+    pub fn new(driver: &str, props: &[(&str, String)]) -> ColdDevice {
+        let mut arg = driver.to_string();
+        for (k, v) in props {
+            arg.push_str(&format!(",{k}={v}"));
+        }
+        ColdDevice { arg }
+    }
+
+    pub fn driver(&self) -> &str {
+        self.arg.split(',').next().unwrap_or_default()
+    }
+
+    pub fn prop(&self, key: &str) -> Option<&str> {
+        self.arg.split(',').skip(1).find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.prop("id")
+    }
+
+    /// The bus it sits on (`None`: the machine's root bus).
+    pub fn bus(&self) -> Option<&str> {
+        self.prop("bus")
+    }
+
+    /// Its slot number on that bus, from `addr=0xS` or `addr=0xS.F`.
+    pub fn slot(&self) -> Option<u8> {
+        let addr = self.prop("addr")?;
+        let slot = addr.split('.').next()?.trim_start_matches("0x");
+        u8::from_str_radix(slot, 16).ok()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub profile: String,
+    pub firmware: Firmware,
+    pub devices: Vec<ColdDevice>,
+    /// `<bus> <operation...>`, e.g. `pci add edu h3 rp1 0x0`.
+    pub steps: Vec<String>,
+}
+
+impl Plan {
+    pub fn render(&self) -> String {
+        let mut out = format!("profile {}\nfirmware {}\n", self.profile, self.firmware.name());
+        for d in &self.devices {
+            out.push_str(&format!("device {}\n", d.arg));
+        }
+        for s in &self.steps {
+            out.push_str(&format!("step {s}\n"));
+        }
+        out
+    }
+
+    pub fn parse(text: &str) -> Result<Plan> {
+        let (mut profile, mut firmware) = (None, Firmware::default());
+        let (mut devices, mut steps) = (Vec::new(), Vec::new());
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "profile" => profile = Some(rest.to_string()),
+                "firmware" => firmware = Firmware::parse(rest).with_context(|| format!("line {}", n + 1))?,
+                "device" => devices.push(ColdDevice { arg: rest.to_string() }),
+                "step" => steps.push(rest.to_string()),
+                other => bail!("line {}: unknown plan keyword {other:?} (profile, firmware, device, step)", n + 1),
+            }
+        }
+        let profile = profile.context("the plan names no profile (a `profile <name>` line)")?;
+        crate::profile::Profile::get(&profile)?;
+        Ok(Plan { profile, firmware, devices, steps })
+    }
+
+    /// The QEMU arguments for the cold-plugged devices.
+    pub fn qemu_args(&self) -> Vec<String> {
+        self.devices.iter().flat_map(|d| ["-device".to_string(), d.arg.clone()]).collect()
+    }
+
+    /// This plan without device `i` and everything plugged into it.
+    pub fn without_device(&self, i: usize) -> Plan {
+        let mut gone: Vec<String> = self.devices[i].id().map(str::to_string).into_iter().collect();
+        let mut devices: Vec<ColdDevice> =
+            self.devices.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, d)| d.clone()).collect();
+        loop {
+            let before = devices.len();
+            devices.retain(|d| match d.bus() {
+                Some(bus) if gone.iter().any(|g| g == bus) => {
+                    gone.extend(d.id().map(str::to_string));
+                    false
+                }
+                _ => true,
+            });
+            if devices.len() == before {
+                break;
+            }
+        }
+        // A multifunction slot whose function 0 went loses its other functions.
+        Plan { devices, ..self.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_round_trip_and_lose_dependents() {
+        let text = "profile q35\nfirmware seabios\ndevice pcie-pci-bridge,id=c1,bus=rp1,addr=0x0\n\
+                    device edu,id=c2,bus=c1,addr=0x2\ndevice edu,id=c3,bus=rp2,addr=0x0\nstep pci del c3\n";
+        let plan = Plan::parse(text).unwrap();
+        assert_eq!(plan.render(), text);
+        assert_eq!(plan.devices[1].slot(), Some(2));
+        let smaller = plan.without_device(0);
+        assert_eq!(smaller.devices.len(), 1, "the edu behind the bridge goes with it");
+        assert!(Plan::parse("firmware qboot\n").is_err());
+        assert!(Plan::parse("profile nope\n").is_err());
+    }
+}
