@@ -115,6 +115,30 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The step that failed (`None`: boot, teardown or power-off) and why.
     pub failure: Option<(Option<usize>, String)>,
+    /// What kind of failure it was: the first line of the root cause with
+    /// numbers blanked, so shrinking keeps the failure it started from
+    /// instead of drifting to another one.
+    pub kind: Option<String>,
+}
+
+/// The kind of a failure: the first line of its root cause, with every
+/// run of digits (ids, addresses, counts) replaced by `#`.
+fn failure_kind(error: &anyhow::Error) -> String {
+    let line = error.root_cause().to_string().lines().next().unwrap_or_default().to_string();
+    let mut out = String::new();
+    let mut in_digits = false;
+    for c in line.chars() {
+        if c.is_ascii_hexdigit() && (c.is_ascii_digit() || in_digits) {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            in_digits = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Run a plan on a fresh VM.
@@ -122,7 +146,13 @@ pub async fn execute(plan: &Plan, kernel: Option<PathBuf>, quiet: bool) -> Outco
     let started = Instant::now();
     let mut steps_run = 0;
     let result = execute_inner(plan, kernel, quiet, &mut steps_run).await;
-    Outcome { steps_run, elapsed: started.elapsed(), failure: result.err().map(|(step, e)| (step, format!("{e:#}"))) }
+    let kind = result.as_ref().err().map(|(_, e)| failure_kind(e));
+    Outcome {
+        steps_run,
+        elapsed: started.elapsed(),
+        failure: result.err().map(|(step, e)| (step, format!("{e:#}"))),
+        kind,
+    }
 }
 
 async fn execute_inner(
@@ -183,10 +213,16 @@ async fn check_all(buses: &[Box<dyn BusExplorer>], vm: &mut Vm) -> Result<()> {
 /// Shrink a failing plan: fewer cold-plugged devices, fewer steps, as long
 /// as it still fails. Every attempt is a full run on a fresh VM; at most
 /// `budget` of them. Returns the smallest failing plan and the runs taken.
-pub async fn shrink(plan: &Plan, failed_at: Option<usize>, kernel: Option<PathBuf>, budget: usize) -> (Plan, usize) {
+pub async fn shrink(
+    plan: &Plan,
+    failed_at: Option<usize>,
+    kind: Option<String>,
+    kernel: Option<PathBuf>,
+    budget: usize,
+) -> (Plan, usize) {
     shrink_with(plan, failed_at, budget, |candidate| {
-        let kernel = kernel.clone();
-        async move { execute(&candidate, kernel, true).await.failure.is_some() }
+        let (kernel, kind) = (kernel.clone(), kind.clone());
+        async move { execute(&candidate, kernel, true).await.kind == kind }
     })
     .await
 }
@@ -293,7 +329,8 @@ pub async fn run(options: &Options) -> Result<bool> {
         if !options.shrink {
             continue;
         }
-        let (small, tries) = shrink(&plan, failed_at, options.kernel.clone(), options.shrink_budget).await;
+        let (small, tries) =
+            shrink(&plan, failed_at, outcome.kind.clone(), options.kernel.clone(), options.shrink_budget).await;
         let small_file = file.with_extension("min.plan");
         std::fs::write(&small_file, small.render())?;
         let check = execute(&small, options.kernel.clone(), true).await;
@@ -366,6 +403,14 @@ pub async fn join_all<'a, T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_kinds_ignore_numbers() {
+        let a = anyhow::anyhow!("01:00.0 is in the snapshot but QEMU does not report it").context("step 3");
+        let b = anyhow::anyhow!("0a:02.1 is in the snapshot but QEMU does not report it");
+        assert_eq!(failure_kind(&a), failure_kind(&b));
+        assert_ne!(failure_kind(&a), failure_kind(&anyhow::anyhow!("stats are not back at the baseline")));
+    }
 
     /// A "guest" that fails when a bridge is cold-plugged and two given
     /// steps both ran, in order: shrinking keeps exactly those.
