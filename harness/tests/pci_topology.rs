@@ -81,3 +81,8 @@ async fn usb_hub_tree_q35_acpi() -> Result<()> {
 async fn usb_refusals_q35_acpi() -> Result<()> {
     common::scenario("q35-acpi", "usb-refusals").await
 }
+
+#[tokio::test]
+async fn usb_controller_hotplug_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "usb-controller-hotplug").await
+}
