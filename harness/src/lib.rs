@@ -52,6 +52,7 @@ pub mod checks;
 pub mod control;
 pub mod driverfs;
 pub mod explore;
+pub mod explorer;
 pub mod files;
 pub mod golden;
 pub mod guest;

@@ -284,7 +284,7 @@ async fn dispatch(command: Command) -> Result<bool> {
             }
             let first = seeds.first().copied().unwrap_or(1);
             let seeds = if seeds.len() > 1 { seeds } else { (first..first + seeds_count.max(1)).collect() };
-            let options = harness::explore::Options {
+            let options = harness::explorer::Options {
                 seeds,
                 steps,
                 profiles,
@@ -295,7 +295,7 @@ async fn dispatch(command: Command) -> Result<bool> {
                 out,
                 kernel: None,
             };
-            harness::explore::run(&options).await
+            harness::explorer::run(&options).await
         }
         Command::Run { profile, profiles, interactive, devices, qemu_args, firmware, accel, append, requests } => {
             let mut known = profile::Profiles::builtin()?.clone();

@@ -345,7 +345,7 @@ pub async fn run(options: &Options) -> Result<bool> {
         );
         println!("{}", indent(&small.render()));
         println!("      rerun: cargo xtask explore --replay {}", small_file.display());
-        println!("      as a test (harness/tests/explore.rs):\n{}", indent(&as_test(&small)));
+        println!("      as a test (harness/tests/explorer.rs):\n{}", indent(&as_test(&small)));
     }
     if total_steps > 0 {
         println!(
@@ -364,7 +364,7 @@ fn indent(text: &str) -> String {
 /// A plan as a test to paste into the suite.
 pub fn as_test(plan: &Plan) -> String {
     format!(
-        "#[tokio::test]\nasync fn explored_{}_{}() -> anyhow::Result<()> {{\n    harness::explore::replay(\n        r\"\n{}\"\n    )\n    .await\n}}\n",
+        "#[tokio::test]\nasync fn explored_{}_{}() -> anyhow::Result<()> {{\n    harness::explorer::replay(\n        r\"\n{}\"\n    )\n    .await\n}}\n",
         plan.profile.replace('-', "_"),
         plan.firmware.name(),
         plan.render()

@@ -6,7 +6,7 @@
 mod common;
 
 use anyhow::{Result, bail};
-use harness::explore;
+use harness::explorer;
 use harness::qemu::Firmware;
 
 /// Seeds and firmwares CI runs: each profile gets two topologies.
@@ -16,8 +16,8 @@ const STEPS: usize = 12;
 async fn explore_profile(profile: &str) -> Result<()> {
     let mut failures = Vec::new();
     for (seed, firmware) in RUNS {
-        let plan = explore::generate(seed, profile, firmware, STEPS)?;
-        let outcome = explore::execute(&plan, None, false).await;
+        let plan = explorer::generate(seed, profile, firmware, STEPS)?;
+        let outcome = explorer::execute(&plan, None, false).await;
         if let Some((_, error)) = outcome.failure {
             failures.push(format!("seed {seed} {}: {error}\n{}", firmware.name(), plan.render()));
         }
@@ -49,7 +49,7 @@ async fn explore_q35_acpi() -> Result<()> {
 /// A plan replayed from text, as the explorer prints it for a failure.
 #[tokio::test]
 async fn replayed_plan() -> Result<()> {
-    explore::replay(
+    explorer::replay(
         r"
 profile pc
 firmware seabios
