@@ -86,3 +86,31 @@ async fn usb_refusals_q35_acpi() -> Result<()> {
 async fn usb_controller_hotplug_q35_acpi() -> Result<()> {
     common::scenario("q35-acpi", "usb-controller-hotplug").await
 }
+
+/// The SCSI goldens of q35-acpi (the matrix compares with them): the
+/// cold-plugged disk, disks hot-plugged on it, and an HBA hot-plugged into a
+/// root port through the ACPI registers.
+#[tokio::test]
+async fn scsi_disk_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "scsi-disk").await
+}
+
+#[tokio::test]
+async fn scsi_hba_hotplug_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "scsi-hba-hotplug").await
+}
+
+#[tokio::test]
+async fn scsi_add_remove_readd_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "scsi-add-remove-readd").await
+}
+
+#[tokio::test]
+async fn scsi_events_missed_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "scsi-events-missed").await
+}
+
+#[tokio::test]
+async fn scsi_cd_media_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "scsi-cd-media").await
+}

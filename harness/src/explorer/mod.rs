@@ -444,6 +444,26 @@ mod tests {
         }
     }
 
+    /// The profiles hold 00:04.0 (their virtio-scsi HBA) on the root bus:
+    /// no seed may cold-plug a device there (QEMU would refuse to start).
+    #[test]
+    fn cold_plugs_leave_the_profiles_slots_alone() {
+        for (profile, root) in [("pc", None), ("q35", Some("pcie.0")), ("q35-acpi", Some("pcie.0"))] {
+            for seed in 0..300 {
+                let plan = generate(seed, profile, Firmware::SeaBios, 1).unwrap();
+                for d in &plan.devices {
+                    let on_root = match root {
+                        Some(bus) => d.arg.contains(&format!(",bus={bus},")),
+                        None => !d.arg.contains(",bus="),
+                    };
+                    let at_4 =
+                        d.arg.contains(",addr=0x4,") || d.arg.ends_with(",addr=0x4") || d.arg.contains(",addr=0x4.");
+                    assert!(!(on_root && at_4), "{profile} seed {seed}: {}", d.arg);
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn join_all_keeps_order_and_runs_concurrently() {
         let started = std::time::Instant::now();

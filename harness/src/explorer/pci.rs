@@ -50,6 +50,21 @@ fn profile_root_ports(profile: &Profile) -> Vec<String> {
     profile.devices.iter().filter(|d| d.driver == "pcie-root-port").filter_map(|d| d.id.clone()).collect()
 }
 
+/// Slots of the root bus that the profile's own devices hold (its
+/// virtio-scsi HBA at 00:04.0, for one): no cold-plugged device may take them.
+fn profile_root_slots(profile: &Profile, root_bus: &str) -> Vec<u8> {
+    profile
+        .devices
+        .iter()
+        .filter(|d| d.props.iter().all(|(k, v)| k != "bus" || v == root_bus))
+        .filter_map(|d| d.props.iter().find(|(k, _)| k == "addr"))
+        .filter_map(|(_, addr)| {
+            let slot = addr.split('.').next()?;
+            u8::from_str_radix(slot.trim_start_matches("0x"), 16).ok()
+        })
+        .collect()
+}
+
 /// A random cold-plug topology on top of the profile's own devices.
 pub fn cold_plug(rng: &mut Rng, profile: &Profile) -> Vec<ColdDevice> {
     let mut out = Vec::new();
@@ -108,9 +123,11 @@ pub fn cold_plug(rng: &mut Rng, profile: &Profile) -> Vec<ColdDevice> {
                 _ => {}
             }
         }
-        places.push((Some("pcie.0".into()), (2..=6).collect()));
+        let taken = profile_root_slots(profile, "pcie.0");
+        places.push((Some("pcie.0".into()), (2..=6).filter(|s| !taken.contains(s)).collect()));
     } else {
-        let mut root: Vec<u8> = (9..=14).collect();
+        let taken = profile_root_slots(profile, "pci.0");
+        let mut root: Vec<u8> = (9..=14).filter(|s| !taken.contains(s)).collect();
         for _ in 0..rng.range(0, 2) {
             let bridge = next_id();
             chassis += 1;
