@@ -87,6 +87,11 @@ async fn usb_controller_hotplug_q35_acpi() -> Result<()> {
     common::scenario("q35-acpi", "usb-controller-hotplug").await
 }
 
+#[tokio::test]
+async fn usb_storage_q35_acpi() -> Result<()> {
+    common::scenario("q35-acpi", "usb-storage").await
+}
+
 /// The SCSI goldens of q35-acpi (the matrix compares with them): the
 /// cold-plugged disk, disks hot-plugged on it, and an HBA hot-plugged into a
 /// root port through the ACPI registers.
