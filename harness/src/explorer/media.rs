@@ -9,6 +9,7 @@ use crate::vm::Vm;
 
 const MEDIA: [(&str, images::CdRecipe); 2] = [("alpha", images::CD_ALPHA), ("beta", images::CD_BETA)];
 
+/// Explores media changes on the profile's IDE CD drives.
 pub struct MediaExplorer {
     drives: Vec<String>,
     /// Drives with a medium in.

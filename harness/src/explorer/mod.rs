@@ -41,6 +41,7 @@ use crate::profile::Profile;
 use crate::qemu::Firmware;
 use crate::vm::{Vm, VmConfig};
 
+/// A bus explorer's step, run against the VM.
 pub type BusFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
 /// One bus's part of the explorer. Operations are text (`<verb> args`), so
@@ -111,7 +112,9 @@ pub fn generate(seed: u64, profile: &str, firmware: Firmware, steps: usize) -> R
 /// How executing a plan went.
 #[derive(Debug)]
 pub struct Outcome {
+    /// How many steps ran.
     pub steps_run: usize,
+    /// How long the run took.
     pub elapsed: Duration,
     /// The step that failed (`None`: boot, teardown or power-off) and why.
     pub failure: Option<(Option<usize>, String)>,
@@ -275,15 +278,23 @@ where
 
 /// What `cargo xtask explore` was asked.
 pub struct Options {
+    /// The seeds to explore, one run per seed, profile and firmware.
     pub seeds: Vec<u64>,
+    /// Steps per generated plan.
     pub steps: usize,
+    /// The profiles to run on.
     pub profiles: Vec<String>,
+    /// The firmwares to boot with.
     pub firmwares: Vec<Firmware>,
+    /// A plan file to run instead of generated ones.
     pub replay: Option<PathBuf>,
+    /// Shrink a failing plan to a smaller one that fails the same way.
     pub shrink: bool,
     /// Most runs a shrink may take.
     pub shrink_budget: usize,
+    /// Where reports and shrunk plans go.
     pub out: PathBuf,
+    /// The guest kernel to boot (default: the built one).
     pub kernel: Option<PathBuf>,
 }
 

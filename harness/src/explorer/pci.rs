@@ -187,7 +187,9 @@ pub fn cold_plug(rng: &mut Rng, profile: &Profile) -> Vec<ColdDevice> {
 /// A slot that takes hot-plugs: the QEMU bus and the `addr`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HotSlot {
+    /// The QEMU bus id.
     pub bus: String,
+    /// The `addr` property on that bus.
     pub addr: String,
 }
 
@@ -224,6 +226,7 @@ pub fn hot_slots(profile: &Profile, plan: &Plan) -> Vec<HotSlot> {
     out
 }
 
+/// Explores PCI hot-plug: single plugs, waves, held reads across removal, devrefs across re-add.
 pub struct PciExplorer {
     slots: Vec<HotSlot>,
     /// Hot-plugged devices: id → (driver, slot).
@@ -232,6 +235,7 @@ pub struct PciExplorer {
 }
 
 impl PciExplorer {
+    /// An explorer over the hot-plug slots of the profile and the plan's cold-plugged devices.
     pub fn new(profile: &Profile, plan: &Plan) -> PciExplorer {
         PciExplorer { slots: hot_slots(profile, plan), plugged: BTreeMap::new(), next: 0 }
     }

@@ -16,10 +16,12 @@ use crate::qemu::Firmware;
 /// A cold-plugged device: the `-device` argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ColdDevice {
+    /// The `-device` argument: `driver,key=value,...`.
     pub arg: String,
 }
 
 impl ColdDevice {
+    /// A device from its driver and properties, in order.
     pub fn new(driver: &str, props: &[(&str, String)]) -> ColdDevice {
         let mut arg = driver.to_string();
         for (k, v) in props {
@@ -28,14 +30,17 @@ impl ColdDevice {
         ColdDevice { arg }
     }
 
+    /// The QEMU driver name.
     pub fn driver(&self) -> &str {
         self.arg.split(',').next().unwrap_or_default()
     }
 
+    /// A property's value.
     pub fn prop(&self, key: &str) -> Option<&str> {
         self.arg.split(',').skip(1).find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
     }
 
+    /// The `id` property.
     pub fn id(&self) -> Option<&str> {
         self.prop("id")
     }
@@ -53,16 +58,21 @@ impl ColdDevice {
     }
 }
 
+/// One exploration run: profile, firmware, extra cold-plugged devices and the steps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// The machine profile.
     pub profile: String,
+    /// The firmware booted.
     pub firmware: Firmware,
+    /// Devices cold-plugged on top of the profile's.
     pub devices: Vec<ColdDevice>,
     /// `<bus> <operation...>`, e.g. `pci add edu h3 rp1 0x0`.
     pub steps: Vec<String>,
 }
 
 impl Plan {
+    /// The plan as text (`profile`, `firmware`, `device` and `step` lines), which [`Plan::parse`] reads back.
     pub fn render(&self) -> String {
         let mut out = format!("profile {}\nfirmware {}\n", self.profile, self.firmware.name());
         for d in &self.devices {
@@ -74,6 +84,7 @@ impl Plan {
         out
     }
 
+    /// Reads a plan written by [`Plan::render`].
     pub fn parse(text: &str) -> Result<Plan> {
         let (mut profile, mut firmware) = (None, Firmware::default());
         let (mut devices, mut steps) = (Vec::new(), Vec::new());

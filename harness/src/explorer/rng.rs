@@ -1,10 +1,12 @@
 //! A small deterministic generator (SplitMix64): the same seed gives the
 //! same topology and the same operations on every machine and every run.
 
+/// A small seeded generator (splitmix64): the same seed gives the same plan everywhere.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator from a seed.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
@@ -19,6 +21,7 @@ impl Rng {
         Rng(seed ^ h)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -42,6 +45,7 @@ impl Rng {
         self.next_u64() % 100 < percent
     }
 
+    /// A random element (`None` if there is none).
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
         if items.is_empty() { None } else { Some(&items[self.below(items.len())]) }
     }

@@ -10,6 +10,7 @@ use super::{BusExplorer, BusFuture};
 use crate::driverfs::Snapshot;
 use crate::vm::Vm;
 
+/// Explores the test bus: devices added under the root or another test device, removed with their children.
 #[derive(Default)]
 pub struct TestbusExplorer {
     /// name → parent name.
