@@ -64,7 +64,7 @@ impl BusExplorer for MediaExplorer {
             match words.as_slice() {
                 ["change", drive, medium] => {
                     let recipe = MEDIA.iter().find(|m| m.0 == *medium).map(|m| m.1).expect("accepted");
-                    vm.change_media(drive, &images::path(recipe.file)).await?;
+                    vm.change_media(drive, &crate::paths::image(recipe.file)).await?;
                 }
                 ["eject", drive] => vm.eject(drive, false).await?,
                 _ => anyhow::bail!("not a media operation: {op}"),
