@@ -88,7 +88,10 @@ impl Control {
     /// `hello`'s feature list: the driver core's verbs, then what each
     /// subsystem declares, in list order.
     pub fn features(&self) -> String {
-        let words: Vec<&str> = verbs::FEATURES.iter().copied().chain(self.subsystems.features()).collect();
+        // The driver core's part of the list is its verbs but `hello`; the
+        // subsystems' verbs and features follow it.
+        let core = verbs::CORE_VERBS.iter().copied().filter(|verb| *verb != "hello");
+        let words: Vec<&str> = core.chain(self.subsystems.features()).collect();
         words.join(" ")
     }
 

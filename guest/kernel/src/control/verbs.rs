@@ -40,27 +40,6 @@ pub const CORE_VERBS: &[&str] = &[
     "checkpoint",
 ];
 
-/// The driver core's part of `hello`'s feature list: its verbs but `hello`.
-/// The subsystems' verbs and features follow it.
-pub const FEATURES: &[&str] = &[
-    "snapshot",
-    "stats",
-    "settle",
-    "open",
-    "read",
-    "write",
-    "close",
-    "hold",
-    "unhold",
-    "bind",
-    "unbind",
-    "selftest",
-    "poweroff",
-    "devref",
-    "faults",
-    "checkpoint",
-];
-
 fn parse_handle(text: &str) -> Result<u32, (Errno, String)> {
     text.parse::<u32>().map_err(|_| (Errno::EINVAL, format!("bad handle: {text}")))
 }
