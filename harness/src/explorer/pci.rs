@@ -65,6 +65,22 @@ fn profile_root_slots(profile: &Profile, root_bus: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A `pci-bridge` `id` at slot 4 of bridge `parent`'s bus, and its slots
+/// as places for devices.
+fn nest_bridge(
+    out: &mut Vec<ColdDevice>,
+    places: &mut Vec<(Option<String>, Vec<u8>)>,
+    id: String,
+    parent: String,
+    chassis: u32,
+) {
+    out.push(ColdDevice::new(
+        "pci-bridge",
+        &[("id", id.clone()), ("bus", parent), ("chassis_nr", chassis.to_string()), ("addr", "0x4".into())],
+    ));
+    places.push((Some(id), BRIDGE_SLOTS.to_vec()));
+}
+
 /// A random cold-plug topology on top of the profile's own devices.
 pub fn cold_plug(rng: &mut Rng, profile: &Profile) -> Vec<ColdDevice> {
     let mut out = Vec::new();
@@ -106,18 +122,8 @@ pub fn cold_plug(rng: &mut Rng, profile: &Profile) -> Vec<ColdDevice> {
                     ));
                     places.push((Some(bridge.clone()), BRIDGE_SLOTS.to_vec()));
                     if rng.chance(40) {
-                        let nested = next_id();
                         chassis += 1;
-                        out.push(ColdDevice::new(
-                            "pci-bridge",
-                            &[
-                                ("id", nested.clone()),
-                                ("bus", bridge),
-                                ("chassis_nr", chassis.to_string()),
-                                ("addr", "0x4".into()),
-                            ],
-                        ));
-                        places.push((Some(nested), BRIDGE_SLOTS.to_vec()));
+                        nest_bridge(&mut out, &mut places, next_id(), bridge, chassis);
                     }
                 }
                 _ => {}
@@ -138,18 +144,8 @@ pub fn cold_plug(rng: &mut Rng, profile: &Profile) -> Vec<ColdDevice> {
             ));
             places.push((Some(bridge.clone()), BRIDGE_SLOTS.to_vec()));
             if rng.chance(30) {
-                let nested = next_id();
                 chassis += 1;
-                out.push(ColdDevice::new(
-                    "pci-bridge",
-                    &[
-                        ("id", nested.clone()),
-                        ("bus", bridge),
-                        ("chassis_nr", chassis.to_string()),
-                        ("addr", "0x4".into()),
-                    ],
-                ));
-                places.push((Some(nested), BRIDGE_SLOTS.to_vec()));
+                nest_bridge(&mut out, &mut places, next_id(), bridge, chassis);
             }
         }
         places.push((None, root));
