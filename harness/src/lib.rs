@@ -70,6 +70,7 @@ pub mod qemu_devices;
 pub mod qmp;
 pub mod scenario;
 pub mod stats;
+pub mod subprocess;
 pub mod testing;
 pub mod transcript;
 pub mod tree;

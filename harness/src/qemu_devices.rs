@@ -9,11 +9,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -99,42 +98,18 @@ fn binary_key(qemu: &Path) -> Result<String> {
 /// Run QEMU with `args` and return its standard output, within a deadline.
 fn ask(qemu: &Path, args: &[&str]) -> Result<String> {
     let shown = format!("{} {}", qemu.display(), args.join(" "));
-    let mut child = Command::new(qemu)
+    let child = Command::new(qemu)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting `{shown}`"))?;
-    // Read both pipes while waiting: a full pipe would stall QEMU.
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > HELP_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("`{shown}` did not answer within {HELP_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
-    if !status.success() {
-        bail!("`{shown}` failed ({status}): {}", stderr.trim());
+    let done = crate::subprocess::finish(child, None, HELP_TIMEOUT, &format!("`{shown}`"))?;
+    if !done.status.success() {
+        bail!("`{shown}` failed ({}): {}", done.status, String::from_utf8_lossy(&done.stderr).trim());
     }
-    Ok(stdout)
+    Ok(String::from_utf8_lossy(&done.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -11,10 +11,9 @@
 //! directly in its directory; the node shows its name and `name` file.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -270,7 +269,7 @@ pub fn diff_dot(title: &str, old: &Tree, new: &Tree) -> String {
 /// Lay out and draw `dot_text` as SVG with Graphviz. Without Graphviz this
 /// fails and says how to install it.
 pub fn svg(dot_text: &str) -> Result<String> {
-    let mut child = match Command::new("dot")
+    let child = match Command::new("dot")
         .arg("-Tsvg")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -284,38 +283,11 @@ pub fn svg(dot_text: &str) -> Result<String> {
         ),
         Err(e) => return Err(e).context("starting Graphviz's dot"),
     };
-    let mut stdin = child.stdin.take().context("dot's stdin")?;
-    let input = dot_text.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > DOT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("Graphviz's dot did not finish within {DOT_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let _ = writer.join();
-    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
-    if !status.success() {
-        bail!("Graphviz's dot failed ({status}): {}", String::from_utf8_lossy(&stderr).trim());
+    let done = crate::subprocess::finish(child, Some(dot_text.as_bytes().to_vec()), DOT_TIMEOUT, "Graphviz's dot")?;
+    if !done.status.success() {
+        bail!("Graphviz's dot failed ({}): {}", done.status, String::from_utf8_lossy(&done.stderr).trim());
     }
-    String::from_utf8(stdout).context("dot's SVG is not UTF-8")
+    String::from_utf8(done.stdout).context("dot's SVG is not UTF-8")
 }
 
 /// A snapshot from a file: an insta `.snap`/`.snap.new` (its header is
