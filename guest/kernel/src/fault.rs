@@ -68,6 +68,11 @@ faults! {
     /// A SCSI LUN that QEMU removed on its own is torn down without waiting
     /// for the driverfs reads still inside it (other devices drain).
     ScsiLunNotDrained = "scsi-lun-not-drained",
+    /// A USB port reset (usb-storage's recovery from a stall) is done as an
+    /// unplug and a replug: the device, its interfaces and the SCSI host
+    /// and LUNs below are removed and registered again under new objects,
+    /// instead of staying as they were.
+    UsbResetRebinds = "usb-reset-rebinds",
 }
 
 /// 0: no fault; otherwise the planted fault's index + 1.

@@ -167,6 +167,8 @@ pub enum CommandError {
     Check(Sense),
     /// Another status, or CHECK CONDITION without usable sense.
     Status(u8),
+    /// The transport reset the device, and again after the one retry.
+    Reset,
     Transport(u8),
 }
 
@@ -243,6 +245,7 @@ impl ScsiHost {
     /// registered and no longer alive refuses new commands.
     pub async fn command(&self, id: u16, lun: u32, cdb: Vec<u8>, dir: DataDir) -> Result<Vec<u8>, CommandError> {
         let mut last = CommandError::Status(status::BUSY);
+        let mut reset_retried = false;
         for _ in 0..RETRIES {
             if self.dying_lun(id, lun) {
                 return Err(CommandError::NoDevice);
@@ -250,6 +253,13 @@ impl ScsiHost {
             let response = match self.send(id, lun, cdb.clone(), dir.clone()).await {
                 Ok(r) => r,
                 Err(TransportError::NoDevice) => return Err(CommandError::NoDevice),
+                // The transport reset the device to recover: once more.
+                Err(TransportError::Reset) if !reset_retried => {
+                    reset_retried = true;
+                    last = CommandError::Reset;
+                    continue;
+                }
+                Err(TransportError::Reset) => return Err(CommandError::Reset),
                 Err(TransportError::Failed(code)) => return Err(CommandError::Transport(code)),
             };
             match response.status {
@@ -281,6 +291,7 @@ impl ScsiHost {
             Ok(r) if r.status == status::GOOD => Ok(Sense::parse(&r.data)),
             Ok(_) => Ok(None),
             Err(TransportError::NoDevice) => Err(CommandError::NoDevice),
+            Err(TransportError::Reset) => Err(CommandError::Reset),
             Err(TransportError::Failed(code)) => Err(CommandError::Transport(code)),
         }
     }

@@ -31,7 +31,7 @@ pub async fn poll(host: Rc<ScsiHost>, lun_dev: DeviceId, id: u16, lun: u32) {
         let response = match host.send(id, lun, cdb::test_unit_ready(), DataDir::None).await {
             Ok(r) => r,
             Err(TransportError::NoDevice) => return,
-            Err(TransportError::Failed(_)) => continue,
+            Err(TransportError::Failed(_) | TransportError::Reset) => continue,
         };
         let sense = Sense::parse(&response.sense);
         let changed = sense.is_some_and(Sense::is_medium_changed);

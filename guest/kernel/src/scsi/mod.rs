@@ -70,6 +70,9 @@ pub enum TransportError {
     /// No target at that address, or the LUN or host went away with the
     /// command in flight (virtio-scsi BAD_TARGET, ABORTED; the HBA removed).
     NoDevice,
+    /// The transport had to reset the device to recover (usb-storage after
+    /// a stall); the command did not complete and may be sent again.
+    Reset,
     /// Any other transport failure, with the transport's own code.
     Failed(u8),
 }

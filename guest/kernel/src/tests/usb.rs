@@ -310,7 +310,7 @@ fn a_usb_stick_shows_its_disk_over_bulk_only_transport_and_goes_depth_first() {
     assert_eq!(usb.show(lun, "signature").as_deref(), Some("0x20021007\n"));
     assert_eq!(usb.show(&alloc::format!("{lun}/part1"), "start").as_deref(), Some("2048\n"));
     let bot = stick.bot.borrow();
-    assert!(!bot.stalled, "a CBW was refused: {:02x?}", bot.opcodes);
+    assert_eq!(bot.stalls, 0, "a packet was refused: {:02x?}", bot.opcodes);
     assert_eq!(bot.opcodes.get(1), Some(&0x03), "REQUEST SENSE right after the unit attention: {:02x?}", bot.opcodes);
     drop(bot);
     usb.events();
@@ -329,4 +329,168 @@ fn a_usb_stick_shows_its_disk_over_bulk_only_transport_and_goes_depth_first() {
         ]
     );
     assert_eq!(usb.live(), live, "nothing leaked");
+}
+
+impl Usb {
+    /// A `scsi` verb, run to completion.
+    fn scsi_verb(&mut self, args: &[&str]) -> Result<String, (crate::errno::Errno, String)> {
+        let scsi = Rc::clone(&self.scsi);
+        let args: Vec<String> = args.iter().map(|a| String::from(*a)).collect();
+        let result = Rc::new(core::cell::RefCell::new(None));
+        let slot = result.clone();
+        self.exec.spawner().spawn(async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            *slot.borrow_mut() = Some(crate::scsi::verbs::serve(&scsi, &args).await);
+        });
+        self.settle();
+        result.borrow_mut().take().expect("the verb finished")
+    }
+
+    /// The registered objects below (and including) `top`, with their
+    /// generations: what must survive a port reset unchanged.
+    fn objects_below(&self, top: &str) -> Vec<(String, DeviceId, u64)> {
+        let core = self.core.borrow();
+        let top = alloc::format!("{ROOT}/{top}");
+        core.device_ids()
+            .filter(|d| core.state(*d) == DeviceState::Registered)
+            .map(|d| (core.device_path(d), d, core.generation(d)))
+            .filter(|(p, _, _)| *p == top || p.starts_with(&alloc::format!("{top}/")))
+            .collect()
+    }
+}
+
+/// INQUIRY with a CBW that says "out": QEMU's stick takes the CBW, then
+/// stalls every bulk packet (`needs_reset`) until its port is reset.
+const MISMATCHED_INQUIRY: [&str; 5] = ["cmd", "0:0:0:0", "1200000024", "out", "36"];
+const READ_CAPACITY: [&str; 5] = ["cmd", "0:0:0:0", "25000000000000000000", "in", "8"];
+
+fn stall_and_recover(path: &[u8]) {
+    let mut usb = Usb::new();
+    let stick = usb.plug(path, Model::Storage);
+    let name = crate::usb::device::device_name(1, path);
+    let top = name.clone();
+    let dev_path = if path.len() == 1 { top.clone() } else { alloc::format!("1-{}/{name}", path[0]) };
+    let before = usb.objects_below(&dev_path);
+    assert!(before.iter().any(|(p, _, _)| p.ends_with("/0:0:0:0")), "{before:?}");
+    let address = stick.address.get();
+    let resets = stick.bot.borrow().resets;
+    let hcd = Rc::clone(&usb.hcd);
+    let toggles_restarted = || hcd.pipes_reset.borrow().iter().filter(|a| **a == address).count();
+    let restarts = toggles_restarted();
+    usb.events();
+
+    let err = usb.scsi_verb(&MISMATCHED_INQUIRY).unwrap_err();
+    assert_eq!(err.0, crate::errno::Errno::EIO, "{err:?}");
+    assert!(err.1.contains("reset"), "{err:?}");
+    {
+        let bot = stick.bot.borrow();
+        assert!(bot.stalls > 0, "the device stalled");
+        assert!(!bot.needs_reset, "the port reset cleared needs_reset");
+        assert_eq!(bot.resets, resets + 1, "one port reset");
+    }
+    assert_eq!(usb.events(), [alloc::format!("* usb reset {name}")], "no uevent: the objects stay");
+    assert_eq!(usb.objects_below(&dev_path), before, "the same objects, same generations");
+    assert_eq!(stick.address.get(), address, "re-addressed at its old address");
+    assert_eq!(stick.configured.get(), 1, "SET_CONFIGURATION re-applied");
+    assert_eq!(toggles_restarted(), restarts + 1, "the pipes start at DATA0 again");
+    let sectors = crate::usb::fake::STORAGE_SECTORS - 1;
+    let expected = alloc::format!("status 0x00\nresidue 0\nsense \ndata {sectors:08x}00000200\n");
+    assert_eq!(usb.scsi_verb(&READ_CAPACITY).as_deref(), Ok(expected.as_str()), "commands work again");
+}
+
+#[test]
+fn a_stalled_stick_on_a_root_port_is_reset_and_keeps_its_objects() {
+    stall_and_recover(&[1]);
+}
+
+#[test]
+fn a_stalled_stick_behind_a_hub_is_reset_through_the_hub_port() {
+    let mut usb = Usb::new();
+    drop(usb.plug(&[2], Model::Hub));
+    let stick = usb.plug(&[2, 3], Model::Storage);
+    let before = usb.objects_below("1-2/1-2.3");
+    let hub = usb.hcd.find(&[2]).unwrap();
+    let port_resets = || hub.requests.borrow().iter().filter(|r| **r == (0x23, 3, 4, 3)).count();
+    let resets = port_resets();
+    usb.events();
+    assert!(usb.scsi_verb(&MISMATCHED_INQUIRY).is_err());
+    assert_eq!(port_resets(), resets + 1, "SET_PORT_FEATURE(RESET) on the hub's port 3");
+    assert_eq!(usb.events(), ["* usb reset 1-2.3"]);
+    assert_eq!(usb.objects_below("1-2/1-2.3"), before);
+    assert_eq!(usb.hcd.hub_port(&[2], 3).change, 0, "C_RESET and C_ENABLE cleared");
+    assert!(!stick.bot.borrow().needs_reset);
+    assert!(usb.scsi_verb(&READ_CAPACITY).unwrap().starts_with("status 0x00\n"));
+}
+
+#[test]
+fn the_midlayer_retries_its_command_once_after_the_reset() {
+    let mut usb = Usb::new();
+    let stick = usb.plug(&[1], Model::Storage);
+    usb.events();
+    // The stick went to needs_reset on its own: the rescan's INQUIRY
+    // stalls, the port is reset, the INQUIRY is sent again and succeeds.
+    stick.bot.borrow_mut().needs_reset = true;
+    let sent = stick.bot.borrow().opcodes.len();
+    assert_eq!(usb.scsi_verb(&["rescan", "0:0:0:0"]), Ok(String::new()));
+    assert_eq!(usb.events(), ["* usb reset 1-1"]);
+    let bot = stick.bot.borrow();
+    assert_eq!(bot.stalls, 1, "the first INQUIRY's CBW stalled");
+    assert_eq!(bot.opcodes[sent..], [0x12, 0x00], "INQUIRY again after the reset, then TEST UNIT READY");
+}
+
+#[test]
+fn a_stick_unplugged_during_its_reset_goes_depth_first_and_nothing_leaks() {
+    let mut usb = Usb::new();
+    let baseline = usb.live();
+    let stick = usb.plug(&[1], Model::Storage);
+    usb.events();
+    stick.vanish_after_set_address.set(true);
+    let err = usb.scsi_verb(&MISMATCHED_INQUIRY).unwrap_err();
+    assert_eq!(err.0, crate::errno::Errno::ENODEV, "{err:?}");
+    usb.settle();
+    let events = usb.events();
+    assert!(!events.iter().any(|e| e.starts_with("add") || e.starts_with("* usb reset")), "{events:?}");
+    let removes: Vec<&str> =
+        events.iter().map(String::as_str).filter(|e| e.starts_with("remove") && !e.contains("/part")).collect();
+    assert_eq!(
+        removes,
+        [
+            "remove 1-1/1-1:1.0/host0/target0:0:0/0:0:0:0",
+            "remove 1-1/1-1:1.0/host0/target0:0:0",
+            "remove 1-1/1-1:1.0/host0",
+            "remove 1-1/1-1:1.0",
+            "remove 1-1",
+        ]
+    );
+    assert_eq!(usb.live(), baseline, "nothing leaked");
+    assert_eq!(usb.ctx.host(1).unwrap().addresses_in_use(), 0);
+}
+
+#[test]
+fn another_device_found_by_the_reset_replaces_the_stick() {
+    let mut usb = Usb::new();
+    let baseline = usb.live();
+    usb.plug(&[1], Model::Storage);
+    usb.events();
+    usb.hcd.replace_silently(&[1], FakeDevice::new(Model::Keyboard));
+    let err = usb.scsi_verb(&MISMATCHED_INQUIRY).unwrap_err();
+    assert_eq!(err.0, crate::errno::Errno::ENODEV, "{err:?}");
+    usb.settle();
+    let events: Vec<String> = usb.events().into_iter().filter(|e| !e.contains("/part")).collect();
+    assert_eq!(
+        events,
+        [
+            "remove 1-1/1-1:1.0/host0/target0:0:0/0:0:0:0",
+            "remove 1-1/1-1:1.0/host0/target0:0:0",
+            "remove 1-1/1-1:1.0/host0",
+            "remove 1-1/1-1:1.0",
+            "remove 1-1",
+            "add 1-1",
+            "add 1-1/1-1:1.0",
+        ]
+    );
+    assert_eq!(usb.show("1-1", "product").as_deref(), Some("QEMU USB Keyboard\n"));
+    usb.hcd.unplug(&[1]);
+    usb.settle();
+    assert_eq!(usb.live(), baseline);
 }

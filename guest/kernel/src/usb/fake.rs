@@ -137,6 +137,17 @@ impl FakeDevice {
         })
     }
 
+    /// `usb_device_reset`: default state at address 0, then the class's
+    /// own reset (usb-storage: [`Bot::port_reset`]).
+    fn usb_reset(&self) {
+        self.reset.set(true);
+        self.address.set(0);
+        self.configured.set(0);
+        if self.model == Model::Storage {
+            self.bot.borrow_mut().port_reset();
+        }
+    }
+
     fn string(&self, index: u8) -> Option<Vec<u8>> {
         let (_, _, _, product, serial) = self.model.identity();
         let text = match index {
@@ -193,9 +204,7 @@ impl FakeDevice {
                     // RESET: instantaneous; device reset, EN, C_RESET|C_ENABLE.
                     4 => {
                         if let Some(child) = child {
-                            child.reset.set(true);
-                            child.address.set(0);
-                            child.configured.set(0);
+                            child.usb_reset();
                             p.status |= port::ENABLE;
                             p.change |= port::C_RESET | port::C_ENABLE;
                         }
@@ -259,6 +268,8 @@ pub struct FakeHcd {
     transfers: RefCell<BTreeMap<u32, Pending>>,
     next: Cell<u32>,
     pub shut_down: Cell<bool>,
+    /// Every address whose pipes' data toggles were started over.
+    pub pipes_reset: RefCell<Vec<u8>>,
 }
 
 impl Default for FakeHcd {
@@ -269,6 +280,7 @@ impl Default for FakeHcd {
             transfers: RefCell::new(BTreeMap::new()),
             next: Cell::new(1),
             shut_down: Cell::new(false),
+            pipes_reset: RefCell::new(Vec::new()),
         }
     }
 }
@@ -326,6 +338,25 @@ impl FakeHcd {
                     p.status = port::POWER;
                     p.change |= port::C_CONNECTION | port::C_ENABLE;
                 }
+            }
+            [] => {}
+        }
+    }
+
+    /// Put another device on an occupied port without a connect change, in
+    /// the old one's USB state (address, configuration), as a device does
+    /// whose firmware changed while it was in use: only a reset and a new
+    /// look at its descriptors tell.
+    pub fn replace_silently(&self, path: &[u8], device: Rc<FakeDevice>) {
+        let old = self.find(path).expect("a device on the port");
+        device.reset.set(old.reset.get());
+        device.address.set(old.address.get());
+        device.configured.set(old.configured.get());
+        match path {
+            [root] => self.roots.borrow_mut()[usize::from(*root) - 1].device = Some(device),
+            [upper @ .., last] => {
+                let hub = self.find(upper).expect("a hub above the port");
+                hub.ports.borrow_mut()[usize::from(*last) - 1].1 = Some(device);
             }
             [] => {}
         }
@@ -441,9 +472,7 @@ impl HostController for FakeHcd {
         let mut roots = self.roots.borrow_mut();
         let r = &mut roots[usize::from(p) - 1];
         if let Some(dev) = &r.device {
-            dev.reset.set(true);
-            dev.address.set(0);
-            dev.configured.set(0);
+            dev.usb_reset();
             // UHCI: PE is the guest's to set, and the write is dropped
             // without a connection.
             r.state.status |= port::ENABLE;
@@ -489,19 +518,25 @@ impl HostController for FakeHcd {
         self.transfers.borrow_mut().remove(&id.0);
     }
 
-    fn reset_pipes(&self, _address: u8) {}
+    fn reset_pipes(&self, address: u8) {
+        self.pipes_reset.borrow_mut().push(address);
+    }
 
     fn shutdown(&self) {
         self.shut_down.set(true);
     }
 }
 
-/// QEMU's usb-storage over its scsi-disk, as far as the stack uses it: the
-/// CBW must be exactly 31 bytes; data-in is padded to the CBW's length (the
-/// residue says how much was real); the first command after plug fails with
-/// unit attention 6/29/00; the sense survives only until the next command
-/// that is not REQUEST SENSE; a CBW whose direction disagrees with the
-/// command stalls every packet until a port reset.
+/// QEMU's usb-storage over its scsi-disk, as far as the stack uses it
+/// (hw/usb/dev-storage.c): the CBW must be exactly 31 bytes with the right
+/// signature, and a packet in the wrong phase is refused, each with a STALL
+/// of that packet only; data-in is padded to the CBW's length (the residue
+/// says how much was real); the first command after plug fails with unit
+/// attention 6/29/00; the sense survives only until the next command that
+/// is not REQUEST SENSE. A CBW whose direction disagrees with its command's
+/// data is accepted, then the device goes to `needs_reset`: every bulk
+/// packet STALLs until a port reset (class reset and CLEAR_FEATURE(HALT)
+/// do not clear it; [`Bot::port_reset`] does).
 #[derive(Default)]
 pub struct Bot {
     /// (tag, transfer length, data, status) of the command in flight.
@@ -509,7 +544,12 @@ pub struct Bot {
     data_sent: bool,
     powered_on: bool,
     sense: Option<[u8; 3]>,
-    pub stalled: bool,
+    /// QEMU's `needs_reset`.
+    pub needs_reset: bool,
+    /// Bulk packets answered with STALL.
+    pub stalls: u32,
+    /// Port resets seen.
+    pub resets: u32,
     /// Every CDB's opcode, in order.
     pub opcodes: Vec<u8>,
 }
@@ -518,10 +558,24 @@ pub struct Bot {
 pub const STORAGE_SECTORS: u32 = 8192;
 
 impl Bot {
+    fn stall(&mut self) -> Result<Vec<u8>, UsbError> {
+        self.stalls += 1;
+        Err(UsbError::Stall)
+    }
+
+    /// `usb_msd_handle_reset`: the command in flight is cancelled, the
+    /// device waits for a CBW and `needs_reset` is cleared. The disk
+    /// itself is not reset (no new unit attention).
+    pub fn port_reset(&mut self) {
+        self.command = None;
+        self.data_sent = false;
+        self.needs_reset = false;
+        self.resets += 1;
+    }
+
     fn out(&mut self, data: &[u8]) -> Result<Vec<u8>, UsbError> {
-        if self.stalled || self.command.is_some() || data.len() != 31 || data[0..4] != *b"USBC" {
-            self.stalled = true;
-            return Err(UsbError::Stall);
+        if self.needs_reset || self.command.is_some() || data.len() != 31 || data[0..4] != *b"USBC" {
+            return self.stall();
         }
         let tag = u32::from_le_bytes(data[4..8].try_into().unwrap());
         let length = u32::from_le_bytes(data[8..12].try_into().unwrap());
@@ -529,9 +583,12 @@ impl Bot {
         let cdb = &data[15..15 + usize::from(data[14])];
         self.opcodes.push(cdb[0]);
         let (status, reply) = self.execute(cdb);
-        if length > 0 && !data_in && cdb[0] != 0 {
-            self.stalled = true;
-            return Err(UsbError::Stall);
+        if length > 0 && !data_in && !reply.is_empty() {
+            // The disk offers data in while the CBW said out: QEMU's
+            // usb_msd_transfer_data sees the mismatch once the CBW is taken.
+            self.needs_reset = true;
+            self.command = Some((tag, length, Vec::new(), status));
+            return Ok(Vec::new());
         }
         let mut reply = reply;
         let real = reply.len().min(length as usize) as u32;
@@ -589,20 +646,18 @@ impl Bot {
     }
 
     fn input(&mut self, length: usize) -> Result<Vec<u8>, UsbError> {
-        if self.stalled {
-            return Err(UsbError::Stall);
+        if self.needs_reset {
+            return self.stall();
         }
         let Some((tag, residue, data, status)) = self.command.as_mut() else {
-            self.stalled = true;
-            return Err(UsbError::Stall);
+            return self.stall();
         };
         if !self.data_sent {
             self.data_sent = true;
             return Ok(data.iter().copied().take(length).collect());
         }
         if length < 13 {
-            self.stalled = true;
-            return Err(UsbError::Stall);
+            return self.stall();
         }
         let mut csw = b"USBS".to_vec();
         csw.extend(tag.to_le_bytes());

@@ -86,10 +86,14 @@ pub async fn hub_thread(ctx: Rc<UsbContext>, host: Rc<UsbHost>) {
         for path in paths {
             service_hub(&ctx, &host, &path).await;
         }
+        serve_resets(&ctx, &host).await;
         register_pending(&ctx, &host);
         yield_now().await;
     }
     // The controller is gone: cancel what is queued and forget the hubs.
+    for request in host.resets.borrow_mut().drain(..) {
+        request.done.set(Some(Err(UsbError::NoDevice)));
+    }
     for hub in host.hubs.borrow_mut().drain(..) {
         if let Some(id) = hub.status_transfer {
             host.hc.cancel(id);
@@ -341,6 +345,130 @@ pub async fn disconnect(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDe
     if let (Some(object), Some(core)) = (dev.object.get(), ctx.core.upgrade()) {
         let _ = device_unregister(&core, object).await;
     }
+}
+
+/// The port resets drivers asked for ([`super::reset_device`]), in order.
+async fn serve_resets(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>) {
+    loop {
+        let next = {
+            let mut resets = host.resets.borrow_mut();
+            if resets.is_empty() { None } else { Some(resets.remove(0)) }
+        };
+        let Some(request) = next else { break };
+        let dev = &request.dev;
+        if !dev.alive() {
+            request.done.set(Some(Err(UsbError::NoDevice)));
+            continue;
+        }
+        let result = reset_and_verify(ctx, host, dev).await;
+        match result {
+            Ok(()) if crate::fault::planted(crate::fault::Fault::UsbResetRebinds) => {
+                // The planted bug: a reset done as an unplug and a replug.
+                klog!(ctx.platform, "usb: {} reset; re-enumerating it", dev.name());
+                logical_disconnect(ctx, host, dev).await;
+                request.done.set(Some(Err(UsbError::NoDevice)));
+            }
+            Ok(()) => {
+                klog!(ctx.platform, "usb: {} reset, address {} and configuration kept", dev.name(), dev.address);
+                if let Some(core) = ctx.core.upgrade() {
+                    core.borrow_mut().notice(format!("usb reset {}", dev.name()));
+                }
+                request.done.set(Some(Ok(())));
+            }
+            Err(e) => {
+                if dev.alive() {
+                    klog!(
+                        ctx.platform,
+                        "usb: {} did not come back from its reset ({e:?}): disconnecting it",
+                        dev.name()
+                    );
+                    logical_disconnect(ctx, host, dev).await;
+                }
+                request.done.set(Some(Err(UsbError::NoDevice)));
+            }
+        }
+    }
+}
+
+/// Take a device away although its port still shows it (a reset that
+/// failed or found another device), and have the port looked at again so
+/// whatever is there now enumerates afresh.
+async fn logical_disconnect(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) {
+    disconnect(ctx, host, dev).await;
+    let Some((&p, hub_path)) = dev.path.split_last() else { return };
+    with_hub(host, hub_path, |h| {
+        h.failed &= !(1 << p);
+        h.pending |= 1 << p;
+    });
+}
+
+/// What the device was when it enumerated: its descriptors and serial
+/// number, from the registered object (or the registration still waiting).
+fn identity(
+    ctx: &UsbContext,
+    dev: &UsbDev,
+) -> Option<(DeviceDescriptor, Configuration, Option<alloc::string::String>)> {
+    if let Some(found) = dev.pending.borrow().as_ref() {
+        return Some((found.descriptor.clone(), found.config.clone(), found.serial.clone()));
+    }
+    let core = ctx.core.upgrade()?;
+    let core = core.borrow();
+    let data = core.data::<UsbDevice>(dev.object.get()?)?;
+    Some((data.descriptor.clone(), data.config.clone(), data.serial.clone()))
+}
+
+/// Reset the port, give the device its old address and configuration
+/// back, and check it is still the same device (Linux's
+/// `usb_reset_and_verify_device`).
+async fn reset_and_verify(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) -> Result<(), UsbError> {
+    let (descriptor, config, serial) = identity(ctx, dev).ok_or(UsbError::NoDevice)?;
+    let Some((&p, hub_path)) = dev.path.split_last() else { return Err(UsbError::NoDevice) };
+    let hub_dev = if hub_path.is_empty() {
+        None
+    } else {
+        Some(host.device_at(hub_path).filter(|h| h.alive()).ok_or(UsbError::NoDevice)?)
+    };
+    let status = reset_port(ctx, host, hub_dev.as_deref(), p).await?;
+    // A connect change means another device may be there now: the port's
+    // own handling disconnects this one.
+    if !status.connected() || !status.enabled() || status.change & port::C_CONNECTION != 0 {
+        return Err(UsbError::NoDevice);
+    }
+    if let Some(core) = ctx.core.upgrade() {
+        ctx.checkpoints.reach(&core, "usb-reset", &dev.name()).await;
+    }
+    if !dev.alive() {
+        return Err(UsbError::NoDevice);
+    }
+    // The reset put it at address 0: only this device answers there, since
+    // this thread is also the one that enumerates.
+    let pipe0 = Pipe { address: 0, endpoint: 0, max_packet: dev.max_packet0, speed: dev.speed };
+    hcd::transfer(
+        &*host.hc,
+        ctx.platform,
+        pipe0,
+        Transfer::Control { setup: request::set_address(dev.address), out: Vec::new() },
+    )
+    .await?;
+    host.hc.reset_pipes(dev.address);
+    let raw = control(ctx, host, dev, request::device_descriptor(DeviceDescriptor::LEN as u16), Vec::new()).await?;
+    if DeviceDescriptor::parse(&raw).as_ref() != Some(&descriptor) {
+        return Err(UsbError::Protocol);
+    }
+    let raw = control(ctx, host, dev, request::config_descriptor(config.total_length.max(9)), Vec::new()).await?;
+    if Configuration::parse(&raw).as_ref() != Some(&config) {
+        return Err(UsbError::Protocol);
+    }
+    if descriptor.i_serial != 0 {
+        let head = control(ctx, host, dev, request::string_descriptor(descriptor.i_serial, 2), Vec::new()).await?;
+        let length = head.first().map_or(2, |l| u16::from(*l).max(2));
+        let raw = control(ctx, host, dev, request::string_descriptor(descriptor.i_serial, length), Vec::new()).await?;
+        if descriptor::parse_string(&raw) != serial {
+            return Err(UsbError::Protocol);
+        }
+    }
+    control(ctx, host, dev, request::set_configuration(config.value), Vec::new()).await?;
+    Ok(())
 }
 
 /// Device descriptor at address 0, SET_ADDRESS, descriptors, strings,

@@ -129,6 +129,14 @@ impl UsbDev {
     }
 }
 
+/// A driver's request to reset a device's port; the answer goes into `done`.
+pub struct ResetRequest {
+    pub dev: Rc<UsbDev>,
+    pub done: Rc<Cell<Option<Result<(), UsbError>>>>,
+    /// `settle` waits for a reset asked for and not yet done.
+    _work: crate::subsystem::WorkGuard,
+}
+
 /// One controller's bus: `usb<N>`.
 pub struct UsbHost {
     pub number: u8,
@@ -142,6 +150,9 @@ pub struct UsbHost {
     pub hubs: RefCell<Vec<hub::Hub>>,
     /// Attached devices (not the root hub), in enumeration order.
     pub devices: RefCell<Vec<Rc<UsbDev>>>,
+    /// Port resets asked for by drivers ([`reset_device`]), done by the
+    /// hub thread one at a time, between its looks at the ports.
+    resets: RefCell<Vec<ResetRequest>>,
     /// Addresses 1..=127 in use.
     addresses: RefCell<[bool; 128]>,
     next_address: Cell<u8>,
@@ -282,6 +293,7 @@ pub fn add_host(
         alive: Cell::new(true),
         hubs: RefCell::new(Vec::new()),
         devices: RefCell::new(Vec::new()),
+        resets: RefCell::new(Vec::new()),
         addresses: RefCell::new([false; 128]),
         next_address: Cell::new(1),
     });
@@ -331,6 +343,34 @@ pub async fn control(
         return Err(UsbError::NoDevice);
     }
     hcd::transfer(&*host.hc, ctx.platform, dev.pipe0(), Transfer::Control { setup, out }).await
+}
+
+/// Reset the device's port and bring it back as it was, keeping its
+/// driver-model objects (Linux's `usb_reset_device`): the hub thread resets
+/// the root or hub port the device sits on, gives it its old address again
+/// (SET_ADDRESS), checks its descriptors and serial number are the ones it
+/// had, re-applies SET_CONFIGURATION and starts its pipes' data toggles at
+/// DATA0. The device, its interfaces and whatever their drivers registered
+/// below them stay; the guest says `* usb reset <name>`.
+///
+/// The reset runs on the hub thread because a reset device answers at
+/// address 0, where only one device may answer at a time: enumeration
+/// runs there too. `Err(NoDevice)` when the device went away meanwhile,
+/// or when the reset failed or found another device on the port: then it
+/// was disconnected (depth first, as an unplug) and the port is looked at
+/// again, as Linux's logical disconnect does.
+pub async fn reset_device(ctx: &UsbContext, host: &UsbHost, dev: &Rc<UsbDev>) -> Result<(), UsbError> {
+    if !dev.alive() || !host.alive.get() {
+        return Err(UsbError::NoDevice);
+    }
+    let done = Rc::new(Cell::new(None));
+    host.resets.borrow_mut().push(ResetRequest {
+        dev: Rc::clone(dev),
+        done: Rc::clone(&done),
+        _work: ctx.work.start(),
+    });
+    crate::executor::wait_until(|| done.get().is_some() || !dev.alive() || !host.alive.get()).await;
+    done.get().unwrap_or(Err(UsbError::NoDevice))
 }
 
 /// Submit an IN transfer on an interrupt or bulk endpoint without waiting

@@ -12,10 +12,13 @@
 //! - BOT has no autosense: after a failed command the next command must be
 //!   REQUEST SENSE (any other command drops the sense), so the transport
 //!   sends it itself, before letting another command through;
-//! - a STALL (CBW direction disagreeing with the command, say) leaves QEMU's
-//!   device stalling every bulk packet until a port reset, which class
-//!   reset and CLEAR_FEATURE(HALT) do not clear: the transport reports
-//!   the failure and refuses further commands on that device.
+//! - a STALL (a CBW whose direction disagrees with the command, say) can
+//!   leave QEMU's device in `needs_reset`, stalling every bulk packet until
+//!   a port reset; class Mass Storage Reset and CLEAR_FEATURE(HALT) do not
+//!   clear it. So on any STALL the transport has the USB core reset the
+//!   device's port ([`super::reset_device`]: same address, same objects)
+//!   and fails the command with [`TransportError::Reset`]; the midlayer
+//!   retries its own commands once, a raw command reports it.
 
 use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
@@ -89,10 +92,9 @@ pub struct Bot {
     bulk_in: Endpoint,
     bulk_out: Endpoint,
     tag: Cell<u32>,
-    /// A command is on the wire (BOT runs one at a time).
+    /// A command is on the wire (BOT runs one at a time); held across the
+    /// port reset after a stall, so no command goes out meanwhile.
     busy: Cell<bool>,
-    /// The device stalled: only a port reset would bring it back.
-    needs_reset: Cell<bool>,
 }
 
 struct Busy<'a>(&'a Cell<bool>);
@@ -147,17 +149,21 @@ impl Bot {
         wait_until(|| !self.busy.get()).await;
         self.busy.set(true);
         let _busy = Busy(&self.busy);
-        if self.needs_reset.get() {
-            return Err(TransportError::Failed(UsbError::Stall as u8));
+        match self.run_with_sense(&request).await {
+            Ok(response) => Ok(response),
+            Err(UsbError::NoDevice) => Err(TransportError::NoDevice),
+            Err(UsbError::Stall) => Err(self.recover().await),
+            Err(other) => Err(TransportError::Failed(other as u8)),
         }
-        let mut response = self.run(request.lun, &request.cdb, &request.dir).await.map_err(|e| self.failed(e))?;
+    }
+
+    /// The command, then at once REQUEST SENSE if it failed.
+    async fn run_with_sense(&self, request: &Request) -> Result<Response, UsbError> {
+        let mut response = self.run(request.lun, &request.cdb, &request.dir).await?;
         if response.status == status::CHECK_CONDITION {
             // Right now, before any other command drops the sense.
             let sense_len = u32::from(cdb::SENSE_LEN);
-            let sense = self
-                .run(request.lun, &cdb::request_sense(), &DataDir::FromDevice(sense_len))
-                .await
-                .map_err(|e| self.failed(e))?;
+            let sense = self.run(request.lun, &cdb::request_sense(), &DataDir::FromDevice(sense_len)).await?;
             if sense.status == status::GOOD {
                 response.sense = sense.data;
             }
@@ -165,15 +171,14 @@ impl Bot {
         Ok(response)
     }
 
-    fn failed(&self, e: UsbError) -> TransportError {
-        match e {
-            UsbError::NoDevice => TransportError::NoDevice,
-            UsbError::Stall => {
-                self.needs_reset.set(true);
-                klog!(self.ctx.platform, "usb-storage: {}: stalled; only a port reset recovers it", self.dev.name());
-                TransportError::Failed(e as u8)
-            }
-            other => TransportError::Failed(other as u8),
+    /// A bulk pipe stalled: QEMU's stick now stalls everything until its
+    /// port is reset. Reset it (the device keeps its address, objects and
+    /// configuration); the command itself is lost.
+    async fn recover(&self) -> TransportError {
+        klog!(self.ctx.platform, "usb-storage: {}: a bulk pipe stalled; resetting the port", self.dev.name());
+        match super::reset_device(&self.ctx, &self.host, &self.dev).await {
+            Ok(()) => TransportError::Reset,
+            Err(_) => TransportError::NoDevice,
         }
     }
 }
@@ -239,7 +244,6 @@ impl Driver for StorageDriver {
             bulk_out,
             tag: Cell::new(0),
             busy: Cell::new(false),
-            needs_reset: Cell::new(false),
         });
         let scsi_host = self.scsi.add_host(core, dev, DRIVER_NAME, Rc::new(BotTransport(bot)))?;
         self.hosts.borrow_mut().insert(dev, Rc::clone(&scsi_host));
