@@ -114,3 +114,13 @@ async fn storage_held_read_pc() -> Result<()> {
 async fn storage_held_read_q35() -> Result<()> {
     common::scenario("q35", "usb-storage-held-read").await
 }
+
+#[tokio::test]
+async fn storage_reset_recovery_pc() -> Result<()> {
+    common::scenario("pc", "usb-storage-reset-recovery").await
+}
+
+#[tokio::test]
+async fn storage_reset_recovery_q35() -> Result<()> {
+    common::scenario("q35", "usb-storage-reset-recovery").await
+}

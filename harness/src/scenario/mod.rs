@@ -393,6 +393,13 @@ pub fn all() -> Vec<Scenario> {
             run: |vm| Box::pin(usb::storage_held_read(vm)),
             append: "",
         },
+        Scenario {
+            name: "usb-storage-reset-recovery",
+            summary: "a command whose data direction disagrees with its CDB stalls the stick (needs_reset): port reset, same address and objects, no uevent, the disk answers again",
+            needs: USB_UHCI,
+            run: |vm| Box::pin(usb::storage_reset_recovery(vm)),
+            append: "",
+        },
     ]
 }
 

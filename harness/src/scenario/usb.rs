@@ -460,3 +460,96 @@ pub async fn storage_held_read(vm: &mut Vm) -> Result<Goldens> {
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(Goldens::new())
 }
+
+/// INQUIRY (6-byte CDB, 36 bytes of data in) for `scsi cmd`.
+const INQUIRY_CDB: &str = "120000002400";
+/// READ CAPACITY(10) for `scsi cmd`: 8 bytes in.
+const READ_CAPACITY_CDB: &str = "25000000000000000000";
+
+/// A field of a `scsi cmd` answer (`status`, `residue`, `sense`, `data`).
+fn raw_field<'a>(reply: &'a str, key: &str) -> Result<&'a str> {
+    reply
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key).and_then(|v| v.strip_prefix(' ').or(if v.is_empty() { Some("") } else { None }))
+        })
+        .with_context(|| format!("no {key:?} line in the scsi cmd answer {reply:?}"))
+}
+
+/// usb-storage's recovery from a stall, provoked under QEMU: an INQUIRY
+/// whose CBW says "data out" (`scsi cmd ... out 36`) makes QEMU's stick
+/// take the CBW and then STALL every bulk packet (`needs_reset`), which
+/// only a port reset clears. The guest resets the stick's port, gives it
+/// its old address and configuration back and says `* usb reset 1-1`; the
+/// command fails EIO. The same objects stay (no uevent, same generations),
+/// the disk answers again (READ CAPACITY through the transport, a rescan
+/// through the midlayer), the tree equals QEMU's and the one before.
+pub async fn storage_reset_recovery(vm: &mut Vm) -> Result<Goldens> {
+    let controller = controller_devpath(vm).await?;
+    let baseline = vm.stats().await?;
+    let stick = vm.usb_plug(&usb("usb-storage", "stick", "1").prop("drive", "usb0")).await?;
+    vm.settle().await?;
+    let before = vm.checked_snapshot().await?;
+    let iface = format!("{}/1-1:1.0", stick.devpath);
+    let host = crate::bus::scsi::host_number(&before.subtree(&iface).render(), &iface)?;
+    let address = format!("{host}:0:0:0");
+    let lun = format!("{iface}/host{host}/target{host}:0:0/{address}");
+    let below = format!("{}/", stick.devpath);
+    let objects = |stats: &crate::stats::Stats| -> Vec<(String, u64)> {
+        stats
+            .devices
+            .iter()
+            .filter(|(path, _)| **path == stick.devpath || path.starts_with(&below))
+            .map(|(path, d)| (path.clone(), d.generation))
+            .collect()
+    };
+    let objects_before = objects(&vm.stats().await?);
+    ensure!(objects_before.iter().any(|(p, _)| *p == lun), "the stick's LUN {lun}: {objects_before:?}");
+
+    let inquiry = vm.call_text(&format!("scsi cmd {address} {INQUIRY_CDB} in 36")).await?;
+    ensure!(raw_field(&inquiry, "status")? == "0x00", "a well-formed INQUIRY works: {inquiry:?}");
+    ensure!(raw_field(&inquiry, "data")?.len() == 72, "36 bytes of INQUIRY data: {inquiry:?}");
+
+    let (ucursor, ncursor) = (vm.control.uevent_cursor(), vm.control.notice_cursor());
+    let errno = vm.expect_errno(&format!("scsi cmd {address} {INQUIRY_CDB} out 36")).await?;
+    ensure!(errno == "EIO", "the mismatched command fails EIO, got {errno}");
+    let notice = "usb reset 1-1";
+    vm.wait_notice(ncursor, notice, |n| n == notice).await?;
+    vm.settle().await?;
+
+    let capacity = vm.call_text(&format!("scsi cmd {address} {READ_CAPACITY_CDB} in 8")).await?;
+    let sectors = images::DISK.sectors;
+    let expected = format!("{:08x}00000200", sectors - 1);
+    ensure!(raw_field(&capacity, "status")? == "0x00", "READ CAPACITY after the reset: {capacity:?}");
+    ensure!(raw_field(&capacity, "data")? == expected, "READ CAPACITY after the reset: {capacity:?}");
+    vm.call(&format!("scsi rescan {address}")).await.context("a rescan through the midlayer after the reset")?;
+    let handle = vm.call_text(&format!("open {lun}/capacity")).await?;
+    let value = vm.call_text(&format!("read {handle}")).await?;
+    vm.call(&format!("close {handle}")).await?;
+    ensure!(value == format!("{sectors}\n"), "capacity after the reset: {value:?}");
+
+    let events: Vec<String> =
+        vm.control.uevents().into_iter().skip(ucursor).map(|u| format!("{} {}", u.action, u.devpath)).collect();
+    ensure!(events.is_empty(), "a port reset keeps the objects: no uevent, got {events:?}");
+    let resets: Vec<String> =
+        vm.control.notices().into_iter().skip(ncursor).filter(|n| n.starts_with("usb reset")).collect();
+    ensure!(resets == [notice], "one reset: {resets:?}");
+    let objects_after = objects(&vm.stats().await?);
+    ensure!(
+        objects_after == objects_before,
+        "the same objects, same generations: {objects_before:?} -> {objects_after:?}"
+    );
+    let after = vm.checked_snapshot().await?;
+    ensure!(
+        after.subtree(&controller).render() == before.subtree(&controller).render(),
+        "the tree after the reset is the tree before it"
+    );
+    let mut goldens = Goldens::new();
+    goldens.push("usb_storage_reset_recovery", after.subtree(&controller).render());
+
+    vm.unplug("stick").await?;
+    vm.settle().await?;
+    vm.checked_snapshot().await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+    Ok(goldens)
+}

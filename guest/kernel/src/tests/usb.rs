@@ -361,7 +361,7 @@ impl Usb {
 
 /// INQUIRY with a CBW that says "out": QEMU's stick takes the CBW, then
 /// stalls every bulk packet (`needs_reset`) until its port is reset.
-const MISMATCHED_INQUIRY: [&str; 5] = ["cmd", "0:0:0:0", "1200000024", "out", "36"];
+const MISMATCHED_INQUIRY: [&str; 5] = ["cmd", "0:0:0:0", "120000002400", "out", "36"];
 const READ_CAPACITY: [&str; 5] = ["cmd", "0:0:0:0", "25000000000000000000", "in", "8"];
 
 fn stall_and_recover(path: &[u8]) {

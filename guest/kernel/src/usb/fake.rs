@@ -610,6 +610,19 @@ impl Bot {
             return (0, s);
         }
         self.sense = None;
+        // QEMU takes a CDB's length from its opcode's group and refuses a
+        // shorter one as an invalid opcode (scsi_req_parse_cdb).
+        let needed = match cdb[0] >> 5 {
+            0 => 6,
+            1 | 2 => 10,
+            4 => 16,
+            5 => 12,
+            _ => 0,
+        };
+        if cdb.len() < needed {
+            self.sense = Some([5, 0x20, 0]);
+            return (1, Vec::new());
+        }
         if !self.powered_on {
             self.powered_on = true;
             self.sense = Some([6, 0x29, 0]);
