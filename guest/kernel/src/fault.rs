@@ -73,6 +73,10 @@ faults! {
     /// and LUNs below are removed and registered again under new objects,
     /// instead of staying as they were.
     UsbResetRebinds = "usb-reset-rebinds",
+    /// Unbinding the `hub` driver from a hub stops watching its ports but
+    /// leaves the devices behind it registered, with no hub driver above
+    /// them (Linux's `hub_disconnect` disconnects them).
+    HubChildrenKept = "hub-children-kept",
 }
 
 /// 0: no fault; otherwise the planted fault's index + 1.

@@ -89,7 +89,9 @@ fn check_depth_first(removes: &[String]) -> Result<()> {
 
 /// A hub behind a hub with devices on each; removing the middle hub takes
 /// its whole subtree down depth first (QEMU deletes the children itself,
-/// the guest only sees the upper hub's port go).
+/// the guest only sees the upper hub's port go). Then unbinding the `hub`
+/// driver from the top hub disconnects the keyboard behind it, and binding
+/// it again finds the keyboard anew.
 pub async fn hub_tree(vm: &mut Vm) -> Result<Goldens> {
     let mut goldens = Goldens::new();
     let controller = controller_devpath(vm).await?;
@@ -122,6 +124,31 @@ pub async fn hub_tree(vm: &mut Vm) -> Result<Goldens> {
     ensure!(expected.count() == removes.len(), "every object of the subtree sends one remove: {removes:#?}");
     goldens.push("usb_hub_tree_remove_order", removes.join("\n") + "\n");
     vm.checked_snapshot().await?;
+
+    // Unbinding `hub` from hub1 disconnects what is behind it (the
+    // keyboard), depth first; hub1 and its interface stay. QEMU still has
+    // the keyboard, so this one snapshot is not checked against it.
+    let hub1 = vm.usb_devpath("hub1").await?;
+    let hub1_name = hub1.rsplit('/').next().unwrap_or_default().to_string();
+    let hub1_iface = format!("{hub1_name}:1.0");
+    let cursor = vm.control.uevent_cursor();
+    vm.call(&format!("unbind usb {hub1_iface} hub")).await?;
+    vm.settle().await?;
+    let removes = removes_below(vm, cursor, &hub1, &format!("{controller}/usb1"));
+    let kbd = format!("{hub1_name}/{hub1_name}.1");
+    let expected = [format!("{kbd}/{hub1_name}.1:1.0"), kbd.clone()];
+    ensure!(removes == expected, "unbinding hub from {hub1_iface} removes the keyboard behind it: {removes:?}");
+    let unbound = vm.snapshot().await?;
+    let child_prefix = format!("{hub1_name}.");
+    let left: Vec<&str> = unbound.children(&hub1).into_iter().filter(|c| c.starts_with(&child_prefix)).collect();
+    ensure!(left.is_empty(), "devices left registered behind {hub1} with no hub driver: {left:?}");
+    vm.call(&format!("bind usb {hub1_iface} hub")).await?;
+    vm.settle().await?;
+    let again = vm.checked_snapshot().await?;
+    ensure!(
+        again.value(&format!("{hub1}/{hub1_name}.1/product")) == Some("QEMU USB Keyboard"),
+        "binding hub again enumerates the keyboard behind it"
+    );
 
     for id in ["hub1"] {
         vm.unplug(id).await?;
@@ -549,6 +576,51 @@ pub async fn storage_reset_recovery(vm: &mut Vm) -> Result<Goldens> {
 
     vm.unplug("stick").await?;
     vm.settle().await?;
+    vm.checked_snapshot().await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+
+    // The stick unplugged in the middle of its reset: the hub thread stops
+    // at the `usb-reset` checkpoint (port reset, before SET_ADDRESS), QEMU
+    // deletes the stick, the thread goes on. The reset finds no device, the
+    // command fails ENODEV, and the ordinary removal takes LUN, target,
+    // host, interface and device down in that order; nothing leaks.
+    let stick = vm.usb_plug(&usb("usb-storage", "cut", "1").prop("drive", "usb0")).await?;
+    vm.settle().await?;
+    let iface = format!("{}/1-1:1.0", stick.devpath);
+    let host = crate::bus::scsi::host_number(&vm.snapshot().await?.subtree(&iface).render(), &iface)?;
+    let address = format!("{host}:0:0:0");
+    let (ucursor, ncursor, qcursor) = (vm.control.uevent_cursor(), vm.control.notice_cursor(), vm.qmp.cursor());
+    vm.call("checkpoint arm usb-reset").await?;
+    let command = vm.send(&format!("scsi cmd {address} {INQUIRY_CDB} out 36")).await?;
+    let notice = "checkpoint usb-reset 1-1";
+    vm.wait_notice(ncursor, notice, |n| n == notice).await?;
+    vm.device_del("cut").await?;
+    vm.wait_device_deleted(qcursor, "cut").await?;
+    vm.call("checkpoint release usb-reset").await?;
+    let failed = vm.wait_reply(command).await.err().context("the command cut by the unplug must fail")?;
+    ensure!(crate::files::errno(&failed) == Some("ENODEV"), "the cut command fails ENODEV: {failed:#}");
+    vm.settle().await?;
+    let removes: Vec<String> = vm
+        .control
+        .uevents()
+        .into_iter()
+        .skip(ucursor)
+        .filter(|u| u.action == "remove" && !u.devpath.contains("/part"))
+        .map(|u| u.devpath)
+        .collect();
+    let target = format!("{iface}/host{host}/target{host}:0:0");
+    let expected = [
+        format!("{target}/{address}"),
+        target.clone(),
+        format!("{iface}/host{host}"),
+        iface.clone(),
+        stick.devpath.clone(),
+    ];
+    ensure!(removes == expected, "LUN, target, host, interface, device: {removes:?}");
+    ensure!(
+        !vm.control.notices().into_iter().skip(ncursor).any(|n| n.starts_with("usb reset")),
+        "no reset may be reported for a stick that went away"
+    );
     vm.checked_snapshot().await?;
     vm.stats().await?.check_baseline(&baseline)?;
     Ok(goldens)

@@ -494,3 +494,48 @@ fn another_device_found_by_the_reset_replaces_the_stick() {
     usb.settle();
     assert_eq!(usb.live(), baseline);
 }
+
+/// Unbinding `hub` from a hub's interface disconnects everything behind
+/// it (Linux's `hub_disconnect`), depth first; the hub itself stays.
+/// Binding it again finds the devices still plugged and enumerates them.
+#[test]
+fn unbinding_the_hub_driver_disconnects_the_devices_behind_it() {
+    let mut usb = Usb::new();
+    usb.plug(&[1], Model::Hub);
+    usb.plug(&[1, 2], Model::Hub);
+    usb.plug(&[1, 2, 1], Model::Keyboard);
+    usb.plug(&[1, 4], Model::Mouse);
+    usb.events();
+    let live = usb.live();
+    let iface = usb.find("1-1/1-1:1.0").unwrap();
+    let core = usb.core.clone();
+    usb.exec.spawner().spawn(async move {
+        crate::base::dd::device_release_driver(&core, iface).await.unwrap();
+    });
+    usb.settle();
+    let removes: Vec<String> = usb.events().into_iter().filter(|e| e.starts_with("remove")).collect();
+    assert_eq!(
+        removes,
+        [
+            "remove 1-1/1-1.2/1-1.2.1/1-1.2.1:1.0",
+            "remove 1-1/1-1.2/1-1.2.1",
+            "remove 1-1/1-1.2/1-1.2:1.0",
+            "remove 1-1/1-1.2",
+            "remove 1-1/1-1.4/1-1.4:1.0",
+            "remove 1-1/1-1.4",
+        ],
+        "children depth first; the hub and its interface stay"
+    );
+    assert!(usb.find("1-1").is_some() && usb.find("1-1/1-1:1.0").is_some());
+    assert_eq!(usb.ctx.host(1).unwrap().addresses_in_use(), 1, "only the hub keeps its address");
+    let bus = usb.ctx.bus;
+    {
+        let mut c = usb.core.borrow_mut();
+        let hub = c.find_driver(bus, "hub").unwrap();
+        crate::base::dd::bind(&mut c, bus, iface, hub).unwrap();
+    }
+    usb.settle();
+    let adds: Vec<String> = usb.events().into_iter().filter(|e| e.starts_with("add")).collect();
+    assert_eq!(adds.len(), 6, "the same devices enumerate again: {adds:?}");
+    assert_eq!(usb.live(), live);
+}
