@@ -8,6 +8,10 @@
 //! simply polled. A change on a port whose C_CONNECTION is set disconnects
 //! the device that was there first, even if a device is connected again
 //! (a replug while the guest was not looking is a different device).
+//!
+//! Drivers' port resets ([`super::reset_device`]) run here too, between
+//! two looks at the ports: a reset device answers at address 0 until it is
+//! given its old address back, and only this thread talks to address 0.
 
 use alloc::boxed::Box;
 use alloc::format;

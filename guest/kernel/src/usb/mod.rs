@@ -7,7 +7,8 @@
 //! - [`descriptor`], [`request`]: the wire formats;
 //! - [`device`]: what devices and interfaces show, Linux's names;
 //! - [`hub`]: the hub thread (Linux's khubd): port changes, serialized
-//!   enumeration, disconnects;
+//!   enumeration, disconnects, and the port resets drivers ask for
+//!   ([`reset_device`]: same address, same objects);
 //! - [`drivers`]: the drivers on the `usb` bus;
 //! - [`storage`]: `usb-storage`, Bulk-Only Transport as a SCSI host adapter;
 //! - this file: the per-controller state ([`UsbHost`]) and the registry of
@@ -68,7 +69,8 @@ pub struct UsbContext {
     /// `subsystem::SETTLE_PASSES`, so `settle` has always seen the ports.
     pub root_poll_passes: Cell<u32>,
     /// Deterministic race hooks: `usb-enum` stops enumeration between
-    /// SET_ADDRESS and the first request at the new address.
+    /// SET_ADDRESS and the first request at the new address; `usb-reset`
+    /// stops a device's reset between the port reset and SET_ADDRESS.
     pub checkpoints: Rc<crate::checkpoint::Checkpoints>,
 }
 
