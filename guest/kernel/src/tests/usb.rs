@@ -539,3 +539,28 @@ fn unbinding_the_hub_driver_disconnects_the_devices_behind_it() {
     assert_eq!(adds.len(), 6, "the same devices enumerate again: {adds:?}");
     assert_eq!(usb.live(), live);
 }
+
+#[test]
+fn scsi_cmd_refuses_bad_input_with_a_clear_error_and_sends_nothing() {
+    use crate::errno::Errno;
+    let mut usb = Usb::new();
+    let stick = usb.plug(&[1], Model::Storage);
+    let sent = stick.bot.borrow().opcodes.len();
+    for (args, errno, text) in [
+        (&["cmd", "0:0:0:0", "12000"][..], Errno::EINVAL, "bad CDB"),
+        (&["cmd", "0:0:0:0", "12zz00002400"], Errno::EINVAL, "bad CDB"),
+        (&["cmd", "0:0:0:0", "00112233445566778899aabbccddeeff00"], Errno::EINVAL, "bad CDB"),
+        (&["cmd", "0:0:0:0", "120000002400", "in", "0"], Errno::EINVAL, "bad data length"),
+        (&["cmd", "0:0:0:0", "120000002400", "in", "65537"], Errno::EINVAL, "bad data length"),
+        (&["cmd", "0:0:0:0", "120000002400", "sideways", "36"], Errno::EINVAL, "usage"),
+        (&["cmd", "0:0:5:0", "120000002400", "in", "36"], Errno::ENOENT, "no LUN registered"),
+        (&["cmd", "7:0:0:0", "120000002400", "in", "36"], Errno::ENOENT, "no such host"),
+    ] {
+        let err = usb.scsi_verb(args).unwrap_err();
+        assert_eq!(err.0, errno, "{args:?}: {err:?}");
+        assert!(err.1.contains(text), "{args:?}: {err:?}");
+    }
+    assert_eq!(stick.bot.borrow().opcodes.len(), sent, "nothing reached the device");
+    let inquiry = usb.scsi_verb(&["cmd", "0:0:0:0", "120000002400", "in", "36"]).unwrap();
+    assert!(inquiry.starts_with("status 0x00\nresidue 0\nsense \ndata 000005121f"), "{inquiry}");
+}
