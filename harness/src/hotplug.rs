@@ -135,7 +135,7 @@ impl PendingUnplug {
 
     /// Has QEMU sent DEVICE_DELETED for the device yet?
     pub fn deleted(&self) -> bool {
-        self.qmp.events().iter().skip(self.cursors.2).any(|e| is_deleted(e, &self.id))
+        self.qmp.events_since(self.cursors.2).iter().any(|e| is_deleted(e, &self.id))
     }
 
     /// Wait for the guest's `remove` uevent for the device (it may already
@@ -290,7 +290,7 @@ impl Vm {
 
     /// Has QEMU sent DEVICE_DELETED for `id` since event position `from`?
     pub fn device_deleted_since(&self, from: usize, id: &str) -> bool {
-        self.qmp.events().iter().skip(from).any(|e| is_deleted(e, id))
+        self.qmp.events_since(from).iter().any(|e| is_deleted(e, id))
     }
 
     /// Does QEMU still have a device with this id?

@@ -51,6 +51,7 @@ pub mod bus;
 pub mod checks;
 pub mod control;
 pub mod driverfs;
+pub mod eventlog;
 pub mod explore;
 pub mod explorer;
 pub mod files;

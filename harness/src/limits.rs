@@ -13,6 +13,11 @@
 //! | each transcript file | [`Limits::transcript_bytes`] | later lines are not written; the file says so |
 //! | one transcript entry | [`TRANSCRIPT_ENTRY_BYTES`] | the entry is cut and says how much |
 //! | console tail in errors | [`CONSOLE_TAIL_BYTES`] read from the end of the file | never more is read |
+//!
+//! The uevent, notice and QMP event bounds count what is kept, not what was
+//! ever received: a long run drops what it has handled with
+//! [`crate::Vm::forget_events`] (the explorer does after every step), so
+//! only a guest that floods between two forgets reaches them.
 
 /// Most `* bug` lines quoted in one error message.
 pub const BUGS_QUOTED: usize = 5;

@@ -23,6 +23,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::watch;
 
+use crate::eventlog::EventLog;
 use crate::pending::Pending;
 use crate::transcript::Transcript;
 
@@ -79,7 +80,7 @@ impl std::error::Error for QmpError {}
 
 struct Shared {
     pending: Pending<u64, Value, QmpError>,
-    events: Mutex<Vec<Event>>,
+    events: Mutex<EventLog<Event>>,
     /// Bumped on every event and when the stream ends.
     changed: watch::Sender<u64>,
 }
@@ -121,7 +122,8 @@ impl Qmp {
             return Err(anyhow!("not a QMP greeting: {greeting}"));
         }
         let (changed, _) = watch::channel(0);
-        let shared = Arc::new(Shared { pending: Pending::default(), events: Mutex::new(Vec::new()), changed });
+        let shared =
+            Arc::new(Shared { pending: Pending::default(), events: Mutex::new(EventLog::new(event_bytes)), changed });
         tokio::spawn(read_loop(reader, Arc::clone(&shared), transcript.clone(), event_bytes));
         let qmp = Qmp {
             writer: Arc::new(tokio::sync::Mutex::new(write)),
@@ -191,15 +193,29 @@ impl Qmp {
         sever(writer.as_ref())
     }
 
-    /// Position in the event log; pass it to [`Qmp::wait_event`] to see only
-    /// events that arrive after this point.
+    /// Position in the event log; pass it to [`Qmp::wait_event`] or
+    /// [`Qmp::events_since`] to see only events that arrive after this
+    /// point. Positions are absolute: forgetting does not move them.
     pub fn cursor(&self) -> usize {
-        self.shared.events.lock().unwrap().len()
+        self.shared.events.lock().unwrap().cursor()
     }
 
-    /// Every event received so far.
+    /// Every event received so far (since [`Qmp::forget_received`], if it
+    /// was called).
     pub fn events(&self) -> Vec<Event> {
-        self.shared.events.lock().unwrap().clone()
+        self.shared.events.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// The events at or after position `from`.
+    pub fn events_since(&self, from: usize) -> Vec<Event> {
+        self.shared.events.lock().unwrap().since(from).map(|(_, e)| e.clone()).collect()
+    }
+
+    /// Drop the events received so far, so that their bytes no longer count
+    /// against [`crate::limits::Limits::qmp_event_bytes`] (see
+    /// [`crate::control::Control::forget_received`]).
+    pub fn forget_received(&self) {
+        self.shared.events.lock().unwrap().forget();
     }
 
     /// Wait for the first event at or after `from` that `matches`; returns
@@ -210,7 +226,7 @@ impl Qmp {
         loop {
             {
                 let events = self.shared.events.lock().unwrap();
-                if let Some((i, e)) = events.iter().enumerate().skip(from).find(|(_, e)| matches(e)) {
+                if let Some((i, e)) = events.since(from).find(|(_, e)| matches(e)) {
                     return Ok((i, e.clone()));
                 }
             }
@@ -261,7 +277,6 @@ async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(
     transcript: Transcript,
     event_bytes_limit: usize,
 ) {
-    let mut event_bytes = 0;
     let reason = loop {
         let mut line = String::new();
         if let Err(e) = read_bounded_line(&mut reader, &mut line).await {
@@ -273,15 +288,6 @@ async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(
             Err(e) => break format!("QEMU sent something that is not JSON ({e})"),
         };
         if let Some(name) = message.get("event").and_then(Value::as_str) {
-            event_bytes += line.len();
-            if event_bytes > event_bytes_limit {
-                let kept = shared.events.lock().unwrap().len();
-                break format!(
-                    "QEMU sent more than {} of events ({kept} kept; the guest can make it emit some at will); \
-                     the harness stopped reading QMP (limit: Limits::qmp_event_bytes)",
-                    crate::limits::bytes(event_bytes_limit as u64)
-                );
-            }
             let timestamp = message
                 .get("timestamp")
                 .map(|t| {
@@ -291,7 +297,15 @@ async fn read_loop<R: tokio::io::AsyncBufRead + Unpin>(
                 .unwrap_or(0.0);
             let data = message.get("data").cloned().unwrap_or(Value::Null);
             let received = std::time::Instant::now();
-            shared.events.lock().unwrap().push(Event { name: name.to_string(), data, timestamp, received });
+            let event = Event { name: name.to_string(), data, timestamp, received };
+            if let Err(full) = shared.events.lock().unwrap().push(event, line.len()) {
+                let kept = full.kept;
+                break format!(
+                    "QEMU sent more than {} of events ({kept} kept; the guest can make it emit some at will); \
+                     the harness stopped reading QMP (limit: Limits::qmp_event_bytes)",
+                    crate::limits::bytes(event_bytes_limit as u64)
+                );
+            }
             shared.changed.send_modify(|n| *n += 1);
             continue;
         }

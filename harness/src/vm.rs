@@ -547,6 +547,17 @@ impl Vm {
         self.qmp.execute(command).await
     }
 
+    /// Forget the uevents, notices and QMP events received so far: their
+    /// bytes stop counting against [`crate::limits::Limits`], so a run of
+    /// thousands of steps (the explorer's soak) never reaches a bound meant
+    /// for a guest gone wild. Cursors taken earlier stay valid (positions
+    /// are absolute), but the items they pointed at are gone; the
+    /// transcripts and `uevents.log` keep everything.
+    pub fn forget_events(&self) {
+        self.control.forget_received();
+        self.qmp.forget_received();
+    }
+
     /// Wait for a uevent at or after position `from` of the uevent log
     /// (take it with `vm.control.uevent_cursor()` before acting).
     pub async fn wait_uevent(

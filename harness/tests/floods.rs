@@ -143,3 +143,38 @@ async fn a_tray_flood_ends_qmp_with_an_error_naming_the_limit() -> Result<()> {
     remove_artifacts(vm)?;
     check_memory("qmp events")
 }
+
+/// The bounds stop a flood, not a long run: a VM that receives several
+/// times each bound in total, but forgets what it has handled between
+/// bursts (`Vm::forget_events`, as the explorer does after every step),
+/// keeps going; cursors taken before a forget still find what came after.
+#[tokio::test]
+async fn a_long_run_that_forgets_between_steps_never_reaches_the_bounds() -> Result<()> {
+    let limits =
+        Limits { uevent_bytes: 2 << 20, notice_bytes: 64 << 10, qmp_event_bytes: 16 << 10, ..Limits::default() };
+    let vm = boot("long_run", limits, false).await?;
+    for burst in 0..4 {
+        // Each burst is about two thirds of each bound: two would pass it.
+        let (ucursor, ncursor, qcursor) = (vm.control.uevent_cursor(), vm.control.notice_cursor(), vm.qmp.cursor());
+        vm.call("selftest flood uevents 15").await?;
+        vm.call("selftest flood notices 5").await?;
+        vm.call("ide tray 1.0 25").await?;
+        // 25 open/close cycles: 50 DEVICE_TRAY_MOVED, all in before forgetting.
+        let mut from = qcursor;
+        for _ in 0..50 {
+            let next = vm.qmp.wait_event(from, |e| e.name == "DEVICE_TRAY_MOVED");
+            let (position, _) = tokio::time::timeout(std::time::Duration::from_secs(20), next)
+                .await
+                .map_err(|_| anyhow::anyhow!("burst {burst}: timed out waiting for 50 DEVICE_TRAY_MOVED"))??;
+            from = position + 1;
+        }
+        let uevents = vm.control.uevents_since(ucursor).len();
+        ensure!(uevents == 15, "burst {burst}: {uevents} uevents since the cursor, not 15");
+        let notices = vm.control.notices_since(ncursor).len();
+        ensure!(notices >= 5, "burst {burst}: {notices} notices since the cursor");
+        vm.forget_events();
+        ensure!(vm.control.uevents().is_empty() && vm.qmp.events().is_empty(), "forgotten");
+        ensure!(vm.control.uevent_cursor() == ucursor + 15, "positions are absolute");
+    }
+    vm.shutdown().await
+}

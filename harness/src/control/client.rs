@@ -14,6 +14,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::frame::{Decoder, Frame, ProtocolError, Uevent};
+use crate::eventlog::EventLog;
 use crate::limits::{self, Limits};
 use crate::pending::{Pending, Reply};
 use crate::transcript::Transcript;
@@ -90,14 +91,11 @@ pub struct Received<T> {
 const ALLOCATION_OVERHEAD: usize = 16;
 
 /// What the guest said besides replies, bounded in bytes ([`Limits`]).
-#[derive(Default)]
 struct Log {
-    limits: Limits,
-    uevents: Vec<Received<Uevent>>,
-    uevent_bytes: usize,
+    uevents: EventLog<Received<Uevent>>,
     /// Other `* ...` lines (e.g. `hotplug eject 00:05`), in order.
-    notices: Vec<Received<String>>,
-    notice_bytes: usize,
+    notices: EventLog<Received<String>>,
+    limits: Limits,
     bugs: Vec<String>,
     bug_bytes: usize,
     /// `* bug` lines beyond the limits: counted, not kept.
@@ -108,6 +106,19 @@ struct Log {
 }
 
 impl Log {
+    fn new(limits: Limits) -> Log {
+        Log {
+            uevents: EventLog::new(limits.uevent_bytes),
+            notices: EventLog::new(limits.notice_bytes),
+            limits,
+            bugs: Vec::new(),
+            bug_bytes: 0,
+            bugs_cut: 0,
+            bug_bytes_cut: 0,
+            answered: HashSet::new(),
+        }
+    }
+
     /// Keep a uevent, or say why the channel must stop.
     fn add_uevent(&mut self, item: Received<Uevent>) -> Result<(), ControlError> {
         let u = &item.item;
@@ -116,31 +127,26 @@ impl Log {
         let per_key = std::mem::size_of::<(String, String)>() + 2 * ALLOCATION_OVERHEAD;
         let size =
             u.action.len() + u.devpath.len() + u.env.iter().map(|(k, v)| k.len() + v.len() + per_key).sum::<usize>();
-        if self.uevent_bytes + size > self.limits.uevent_bytes {
-            return Err(ControlError::Closed(format!(
+        self.uevents.push(item, size).map_err(|full| {
+            ControlError::Closed(format!(
                 "the guest sent more than {} of uevents ({} uevents kept); the harness stopped reading it \
                  (limit: Limits::uevent_bytes)",
                 limits::bytes(self.limits.uevent_bytes as u64),
-                self.uevents.len()
-            )));
-        }
-        self.uevent_bytes += size;
-        self.uevents.push(item);
-        Ok(())
+                full.kept
+            ))
+        })
     }
 
     fn add_notice(&mut self, item: Received<String>) -> Result<(), ControlError> {
-        if self.notice_bytes + item.item.len() > self.limits.notice_bytes {
-            return Err(ControlError::Closed(format!(
+        let size = item.item.len();
+        self.notices.push(item, size).map_err(|full| {
+            ControlError::Closed(format!(
                 "the guest sent more than {} of notice lines ({} kept); the harness stopped reading it \
                  (limit: Limits::notice_bytes)",
                 limits::bytes(self.limits.notice_bytes as u64),
-                self.notices.len()
-            )));
-        }
-        self.notice_bytes += item.item.len();
-        self.notices.push(item);
-        Ok(())
+                full.kept
+            ))
+        })
     }
 
     /// Keep a `* bug` line if there is room; count it otherwise. Never fatal:
@@ -239,12 +245,8 @@ impl Control {
         let (read, write) = stream.into_split();
         let (changed, _) = watch::channel(0);
         let (paused, _) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            pending: Pending::default(),
-            log: Mutex::new(Log { limits, ..Log::default() }),
-            changed,
-            paused,
-        });
+        let shared =
+            Arc::new(Shared { pending: Pending::default(), log: Mutex::new(Log::new(limits)), changed, paused });
         tokio::spawn(read_loop(read, Arc::clone(&shared), transcript.clone(), uevent_log));
         Ok(Control {
             writer: Arc::new(tokio::sync::Mutex::new(write)),
@@ -306,26 +308,53 @@ impl Control {
         String::from_utf8(bytes).map_err(|e| ControlError::Protocol(ProtocolError::NonUtf8 { bytes: e.into_bytes() }))
     }
 
-    /// Every uevent received so far, in arrival order.
+    /// Every uevent received so far (since [`Control::forget_received`],
+    /// if it was called), in arrival order.
     pub fn uevents(&self) -> Vec<Uevent> {
         self.shared.log.lock().unwrap().uevents.iter().map(|r| r.item.clone()).collect()
     }
 
+    /// The uevents at or after position `from` (a [`Control::uevent_cursor`]
+    /// taken before acting), in arrival order.
+    pub fn uevents_since(&self, from: usize) -> Vec<Uevent> {
+        self.shared.log.lock().unwrap().uevents.since(from).map(|(_, r)| r.item.clone()).collect()
+    }
+
     /// Every notice received so far (the `* <text>` lines that are neither
     /// uevents nor BUGs, such as `hotplug eject 00:05` or `held <path>`),
-    /// without the `* `, in arrival order.
+    /// without the `* `, in arrival order (since
+    /// [`Control::forget_received`], if it was called).
     pub fn notices(&self) -> Vec<String> {
         self.shared.log.lock().unwrap().notices.iter().map(|r| r.item.clone()).collect()
     }
 
-    /// Position in the uevent log, for [`Control::wait_uevent`].
+    /// The notices at or after position `from` (a [`Control::notice_cursor`]).
+    pub fn notices_since(&self, from: usize) -> Vec<String> {
+        self.shared.log.lock().unwrap().notices.since(from).map(|(_, r)| r.item.clone()).collect()
+    }
+
+    /// Position in the uevent log, for [`Control::wait_uevent`] and
+    /// [`Control::uevents_since`]. Positions are absolute: forgetting does
+    /// not move them.
     pub fn uevent_cursor(&self) -> usize {
-        self.shared.log.lock().unwrap().uevents.len()
+        self.shared.log.lock().unwrap().uevents.cursor()
     }
 
     /// Position in the notice log, for [`Control::wait_notice`].
     pub fn notice_cursor(&self) -> usize {
-        self.shared.log.lock().unwrap().notices.len()
+        self.shared.log.lock().unwrap().notices.cursor()
+    }
+
+    /// Drop the uevents and notices received so far, so that their bytes
+    /// no longer count against [`Limits::uevent_bytes`] and
+    /// [`Limits::notice_bytes`]. For long runs (the explorer forgets after
+    /// every step): the bounds are meant to stop a flood, not a guest that
+    /// has been busy for an hour. Positions taken earlier stay valid; what
+    /// they pointed at is gone.
+    pub fn forget_received(&self) {
+        let mut log = self.shared.log.lock().unwrap();
+        log.uevents.forget();
+        log.notices.forget();
     }
 
     /// Wait for the first uevent at or after position `from` that matches.
@@ -336,7 +365,7 @@ impl Control {
         from: usize,
         matches: impl Fn(&Uevent) -> bool,
     ) -> Result<Received<Uevent>, ControlError> {
-        self.wait_log(|log| log.uevents.iter().skip(from).find(|r| matches(&r.item)).cloned()).await
+        self.wait_log(|log| log.uevents.since(from).map(|(_, r)| r).find(|r| matches(&r.item)).cloned()).await
     }
 
     /// Wait for the first notice at or after position `from` that matches.
@@ -345,7 +374,7 @@ impl Control {
         from: usize,
         matches: impl Fn(&str) -> bool,
     ) -> Result<Received<String>, ControlError> {
-        self.wait_log(|log| log.notices.iter().skip(from).find(|r| matches(&r.item)).cloned()).await
+        self.wait_log(|log| log.notices.since(from).map(|(_, r)| r).find(|r| matches(&r.item)).cloned()).await
     }
 
     async fn wait_log<T>(&self, find: impl Fn(&Log) -> Option<T>) -> Result<T, ControlError> {

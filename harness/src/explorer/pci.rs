@@ -454,7 +454,10 @@ async fn devref_across_readd(vm: &mut Vm, id: &str, driver: &str, new: &str, slo
     vm.device_add(&plug_for(driver, new, slot)).await?;
     let busy = format!("hotplug busy {}", pci_slot_of(&devpath)?);
     vm.wait_notice(ncursor, &busy, |n| n == busy).await?;
-    ensure!(!vm.control.uevents()[ucursor..].iter().any(|u| u.action == "add"), "{new} registered before the release");
+    ensure!(
+        !vm.control.uevents_since(ucursor).iter().any(|u| u.action == "add"),
+        "{new} registered before the release"
+    );
     vm.call(&format!("devref put {devpath}")).await?;
     vm.wait_uevent(ucursor, &format!("add {devpath}"), |u| u.action == "add" && u.devpath == devpath).await?;
     Ok(())

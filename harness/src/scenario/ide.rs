@@ -132,7 +132,7 @@ pub async fn new_medium_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
     let snapshot = vm.checked_snapshot().await?;
     ensure!(snapshot.get(&disc).is_none(), "a new disc was registered while the old one was still referenced");
     ensure!(
-        !vm.control.uevents()[ucursor..].iter().any(|u| u.action == "change"),
+        !vm.control.uevents_since(ucursor).iter().any(|u| u.action == "change"),
         "the change was announced before the old medium was released"
     );
 

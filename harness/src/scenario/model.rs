@@ -8,7 +8,7 @@ use crate::vm::Vm;
 
 /// `(action, devpath)` of the uevents from `from` on.
 fn uevents_since(vm: &Vm, from: usize) -> Vec<(String, String)> {
-    vm.control.uevents()[from..].iter().map(|u| (u.action.clone(), u.devpath.clone())).collect()
+    vm.control.uevents_since(from).iter().map(|u| (u.action.clone(), u.devpath.clone())).collect()
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

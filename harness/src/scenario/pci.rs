@@ -230,7 +230,7 @@ pub async fn readd_waits_for_release(vm: &mut Vm) -> Result<Goldens> {
     // The one snapshot not checked against query-pci: QEMU already has the
     // new device, and the guest must not show it yet.
     ensure!(vm.snapshot().await?.get(&first.devpath).is_none(), "the new device appeared under a name still held");
-    ensure!(!vm.control.uevents()[ucursor..].iter().any(|u| u.action == "add"), "added before the release");
+    ensure!(!vm.control.uevents_since(ucursor).iter().any(|u| u.action == "add"), "added before the release");
 
     vm.call(&format!("devref put {}", first.devpath)).await?;
     vm.wait_uevent(ucursor, &format!("add {}", first.devpath), |u| u.action == "add" && u.devpath == first.devpath)

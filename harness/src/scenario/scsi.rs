@@ -199,7 +199,7 @@ pub async fn readd_waits_release(vm: &mut Vm) -> Result<Goldens> {
     let busy = format!("hotplug busy {name}");
     vm.wait_notice(ncursor, &busy, |n| n == busy).await?;
     ensure!(vm.snapshot().await?.get(&first.devpath).is_none(), "the new LUN appeared under a name still held");
-    ensure!(!vm.control.uevents()[ucursor..].iter().any(|u| u.action == "add"), "added before the release");
+    ensure!(!vm.control.uevents_since(ucursor).iter().any(|u| u.action == "add"), "added before the release");
     ensure!(vm.expect_errno(&format!("read {stale}")).await? == "ENODEV", "a stale handle while the new LUN waits");
 
     vm.call(&format!("devref put {}", first.devpath)).await?;
@@ -286,7 +286,9 @@ pub async fn hba_hotplug(vm: &mut Vm) -> Result<Goldens> {
     let unplugged = vm.unplug("hba1").await?;
     ensure!(unplugged.order == UnplugOrder::RemovedBeforeEject, "the guest ejected the HBA before removing it");
     let below = format!("{}/", hba.devpath);
-    let removes: Vec<String> = vm.control.uevents()[ucursor..]
+    let removes: Vec<String> = vm
+        .control
+        .uevents_since(ucursor)
         .iter()
         .filter(|u| u.action == "remove" && (u.devpath == hba.devpath || u.devpath.starts_with(&below)))
         .map(|u| u.devpath.clone())
@@ -499,7 +501,7 @@ pub async fn removal_mid_scan(vm: &mut Vm) -> Result<Goldens> {
     vm.wait_device_deleted(qcursor, "ghost").await?;
     vm.call("checkpoint release scsi-scan").await?;
     vm.settle().await?;
-    let half = vm.control.uevents()[ucursor..].iter().filter(|u| u.devpath.starts_with(&devpath)).count();
+    let half = vm.control.uevents_since(ucursor).iter().filter(|u| u.devpath.starts_with(&devpath)).count();
     ensure!(half == 0, "the LUN scanned while it was unplugged sent uevents ({half})");
     ensure!(vm.snapshot().await?.get(&devpath).is_none(), "a half-registered LUN at {devpath}");
     vm.checked_snapshot().await?;

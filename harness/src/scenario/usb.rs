@@ -68,9 +68,8 @@ pub async fn hid(vm: &mut Vm) -> Result<Goldens> {
 fn removes_below(vm: &Vm, cursor: usize, top: &str, base: &str) -> Vec<String> {
     let below = format!("{top}/");
     vm.control
-        .uevents()
+        .uevents_since(cursor)
         .into_iter()
-        .skip(cursor)
         .filter(|u| u.action == "remove" && (u.devpath == top || u.devpath.starts_with(&below)))
         .map(|u| u.devpath.strip_prefix(base).unwrap_or(&u.devpath).trim_start_matches('/').to_string())
         .collect()
@@ -331,7 +330,7 @@ pub async fn held_read_across_surprise_removal(vm: &mut Vm) -> Result<Goldens> {
     vm.wait_uevent(ucursor, &format!("remove {}", kbd.devpath), |u| u.action == "remove" && u.devpath == kbd.devpath)
         .await?;
     let removes: Vec<String> =
-        vm.control.uevents().into_iter().skip(ucursor).filter(|u| u.action == "remove").map(|u| u.devpath).collect();
+        vm.control.uevents_since(ucursor).into_iter().filter(|u| u.action == "remove").map(|u| u.devpath).collect();
     ensure!(removes == [interface.clone(), kbd.devpath.clone()], "interface, then device: {removes:?}");
     let stats = vm
         .wait_stats("the keyboard dying with the read inside it", |s| {
@@ -371,7 +370,7 @@ pub async fn unplug_during_enumeration(vm: &mut Vm) -> Result<Goldens> {
     vm.call("checkpoint release usb-enum").await?;
     vm.settle().await?;
     let added: Vec<String> =
-        vm.control.uevents().into_iter().skip(ucursor).filter(|u| u.action == "add").map(|u| u.devpath).collect();
+        vm.control.uevents_since(ucursor).into_iter().filter(|u| u.action == "add").map(|u| u.devpath).collect();
     ensure!(added.is_empty(), "a device cut off during enumeration must not be registered: {added:?}");
     vm.checked_snapshot().await?;
     vm.stats().await?.check_baseline(&baseline)?;
@@ -458,7 +457,7 @@ pub async fn storage_held_read(vm: &mut Vm) -> Result<Goldens> {
     ensure!(vm.expect_errno(&format!("open {capacity}")).await? == "ENOENT", "no new open of a dying LUN");
     ensure!(!read.is_answered(), "the held read finished early");
     ensure!(
-        !vm.control.uevents().into_iter().skip(ucursor).any(|u| u.action == "remove" && u.devpath == stick.devpath),
+        !vm.control.uevents_since(ucursor).into_iter().any(|u| u.action == "remove" && u.devpath == stick.devpath),
         "the stick was removed before the read on its LUN drained"
     );
 
@@ -471,9 +470,8 @@ pub async fn storage_held_read(vm: &mut Vm) -> Result<Goldens> {
     .await?;
     let removes: Vec<String> = vm
         .control
-        .uevents()
+        .uevents_since(ucursor)
         .into_iter()
-        .skip(ucursor)
         .filter(|u| u.action == "remove" && !u.devpath.contains("/part"))
         .map(|u| u.devpath)
         .collect();
