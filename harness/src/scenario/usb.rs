@@ -554,10 +554,10 @@ pub async fn storage_reset_recovery(vm: &mut Vm) -> Result<Goldens> {
     ensure!(value == format!("{sectors}\n"), "capacity after the reset: {value:?}");
 
     let events: Vec<String> =
-        vm.control.uevents().into_iter().skip(ucursor).map(|u| format!("{} {}", u.action, u.devpath)).collect();
+        vm.control.uevents_since(ucursor).into_iter().map(|u| format!("{} {}", u.action, u.devpath)).collect();
     ensure!(events.is_empty(), "a port reset keeps the objects: no uevent, got {events:?}");
     let resets: Vec<String> =
-        vm.control.notices().into_iter().skip(ncursor).filter(|n| n.starts_with("usb reset")).collect();
+        vm.control.notices_since(ncursor).into_iter().filter(|n| n.starts_with("usb reset")).collect();
     ensure!(resets == [notice], "one reset: {resets:?}");
     let objects_after = objects(&vm.stats().await?);
     ensure!(
@@ -600,9 +600,8 @@ pub async fn storage_reset_recovery(vm: &mut Vm) -> Result<Goldens> {
     vm.settle().await?;
     let removes: Vec<String> = vm
         .control
-        .uevents()
+        .uevents_since(ucursor)
         .into_iter()
-        .skip(ucursor)
         .filter(|u| u.action == "remove" && !u.devpath.contains("/part"))
         .map(|u| u.devpath)
         .collect();
@@ -616,7 +615,7 @@ pub async fn storage_reset_recovery(vm: &mut Vm) -> Result<Goldens> {
     ];
     ensure!(removes == expected, "LUN, target, host, interface, device: {removes:?}");
     ensure!(
-        !vm.control.notices().into_iter().skip(ncursor).any(|n| n.starts_with("usb reset")),
+        !vm.control.notices_since(ncursor).into_iter().any(|n| n.starts_with("usb reset")),
         "no reset may be reported for a stick that went away"
     );
     vm.checked_snapshot().await?;
