@@ -508,7 +508,9 @@ fn raw_field<'a>(reply: &'a str, key: &str) -> Result<&'a str> {
 /// its old address and configuration back and says `* usb reset 1-1`; the
 /// command fails EIO. The same objects stay (no uevent, same generations),
 /// the disk answers again (READ CAPACITY through the transport, a rescan
-/// through the midlayer), the tree equals QEMU's and the one before.
+/// through the midlayer), the tree equals QEMU's and the one before. The
+/// same behind a hub (the hub's port is reset), and with the stick
+/// unplugged in the middle of its reset (checkpoint `usb-reset`).
 pub async fn storage_reset_recovery(vm: &mut Vm) -> Result<Goldens> {
     let controller = controller_devpath(vm).await?;
     let baseline = vm.stats().await?;
@@ -573,6 +575,31 @@ pub async fn storage_reset_recovery(vm: &mut Vm) -> Result<Goldens> {
     goldens.push("usb_storage_reset_recovery", after.subtree(&controller).render());
 
     vm.unplug("stick").await?;
+    vm.settle().await?;
+    vm.checked_snapshot().await?;
+    vm.stats().await?.check_baseline(&baseline)?;
+
+    // Behind a hub the reset is the hub's SET_PORT_FEATURE(PORT_RESET) on
+    // the stick's port; the same recovery, the same objects.
+    vm.usb_plug(&usb("usb-hub", "hub2", "2")).await?;
+    let stick = vm.usb_plug(&usb("usb-storage", "behind", "2.3").prop("drive", "usb0")).await?;
+    vm.settle().await?;
+    let name = stick.devpath.rsplit('/').next().unwrap_or_default().to_string();
+    let iface = format!("{}/{name}:1.0", stick.devpath);
+    let host = crate::bus::scsi::host_number(&vm.snapshot().await?.subtree(&iface).render(), &iface)?;
+    let address = format!("{host}:0:0:0");
+    let (ucursor, ncursor) = (vm.control.uevent_cursor(), vm.control.notice_cursor());
+    let errno = vm.expect_errno(&format!("scsi cmd {address} {INQUIRY_CDB} out 36")).await?;
+    ensure!(errno == "EIO", "the mismatched command behind the hub fails EIO, got {errno}");
+    let notice = format!("usb reset {name}");
+    vm.wait_notice(ncursor, &notice, |n| n == notice).await?;
+    let capacity = vm.call_text(&format!("scsi cmd {address} {READ_CAPACITY_CDB} in 8")).await?;
+    ensure!(raw_field(&capacity, "data")? == expected, "READ CAPACITY behind the hub after the reset: {capacity:?}");
+    let events: Vec<String> =
+        vm.control.uevents().into_iter().skip(ucursor).map(|u| format!("{} {}", u.action, u.devpath)).collect();
+    ensure!(events.is_empty(), "a reset behind a hub keeps the objects too: {events:?}");
+    vm.checked_snapshot().await?;
+    vm.unplug("hub2").await?;
     vm.settle().await?;
     vm.checked_snapshot().await?;
     vm.stats().await?.check_baseline(&baseline)?;
