@@ -596,7 +596,7 @@ pub async fn storage_reset_recovery(vm: &mut Vm) -> Result<Goldens> {
     let capacity = vm.call_text(&format!("scsi cmd {address} {READ_CAPACITY_CDB} in 8")).await?;
     ensure!(raw_field(&capacity, "data")? == expected, "READ CAPACITY behind the hub after the reset: {capacity:?}");
     let events: Vec<String> =
-        vm.control.uevents().into_iter().skip(ucursor).map(|u| format!("{} {}", u.action, u.devpath)).collect();
+        vm.control.uevents_since(ucursor).into_iter().map(|u| format!("{} {}", u.action, u.devpath)).collect();
     ensure!(events.is_empty(), "a reset behind a hub keeps the objects too: {events:?}");
     vm.checked_snapshot().await?;
     vm.unplug("hub2").await?;
