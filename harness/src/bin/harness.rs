@@ -124,6 +124,11 @@ enum Command {
         shrink_budget: usize,
         #[arg(long, default_value = "target/explore")]
         out: PathBuf,
+        /// Added to the guest's command line of every run (as a plan's
+        /// `append` line): `--append fault=scsi-lun-not-drained` explores a
+        /// guest with that planted bug.
+        #[arg(long, default_value = "")]
+        append: String,
     },
     /// Boot one profile, send requests, print each reply labelled with its
     /// request, power off. A request is a control-protocol line or `qmp
@@ -277,7 +282,18 @@ async fn dispatch(command: Command) -> Result<bool> {
             bench::run(&bench::Options { runs: runs.max(1), profiles, firmwares, only }, &out).await?;
             Ok(true)
         }
-        Command::Explore { seeds, seeds_count, steps, profiles, firmwares, replay, no_shrink, shrink_budget, out } => {
+        Command::Explore {
+            seeds,
+            seeds_count,
+            steps,
+            profiles,
+            firmwares,
+            replay,
+            no_shrink,
+            shrink_budget,
+            out,
+            append,
+        } => {
             let firmwares = firmwares.iter().map(|f| Firmware::parse(f)).collect::<Result<Vec<_>>>()?;
             for p in &profiles {
                 profile::Profile::get(p)?;
@@ -294,6 +310,7 @@ async fn dispatch(command: Command) -> Result<bool> {
                 shrink_budget,
                 out,
                 kernel: None,
+                append,
             };
             harness::explorer::run(&options).await
         }

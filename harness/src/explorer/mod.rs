@@ -7,8 +7,10 @@
 //! valid at that point), so `--seed N` reproduces a run exactly. Executing a
 //! plan boots the machine, runs each step, and after every step runs every
 //! bus's oracle (PCI: the snapshot against `query-pci` and the model
-//! against QEMU; IDE: the snapshot against `query-block`; test bus: the
-//! model). At the end it undoes what is still plugged, requires the stats
+//! against QEMU; IDE: the snapshot against `query-block`; SCSI: the
+//! guest's LUNs against QEMU's SCSI devices and the model against QEMU;
+//! USB: the guest's tree against QOM and the model against QEMU; test bus:
+//! the model). At the end it undoes what is still plugged, requires the stats
 //! back at their baseline (refcounts included), and a clean power-off with
 //! no BUG.
 //!
@@ -23,7 +25,10 @@ pub mod media;
 pub mod pci;
 pub mod plan;
 pub mod rng;
+pub mod scsi;
+pub mod surprise;
 pub mod testbus;
+pub mod usb;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,7 +52,7 @@ pub type BusFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 /// One bus's part of the explorer. Operations are text (`<verb> args`), so
 /// a plan can be printed, edited and replayed.
 pub trait BusExplorer: Send + Sync {
-    /// The prefix of this bus's steps (`pci`, `testbus`, `media`).
+    /// The prefix of this bus's steps (`pci`, `testbus`, `media`, `scsi`, `usb`).
     fn name(&self) -> &'static str;
     /// An operation valid in the current model, or `None` if there is none.
     fn generate(&mut self, rng: &mut Rng) -> Option<String>;
@@ -72,6 +77,12 @@ pub fn explorers(profile: &Profile, plan: &Plan) -> Vec<Box<dyn BusExplorer>> {
     if let Some(media) = media::MediaExplorer::new(profile) {
         out.push(Box::new(media));
     }
+    if let Some(scsi) = scsi::ScsiExplorer::new(profile) {
+        out.push(Box::new(scsi));
+    }
+    if let Some(usb) = usb::UsbExplorer::new(profile) {
+        out.push(Box::new(usb));
+    }
     out
 }
 
@@ -80,16 +91,27 @@ fn cold_plug(rng: &mut Rng, profile: &Profile) -> Vec<plan::ColdDevice> {
     pci::cold_plug(rng, profile)
 }
 
+/// How often a bus gets the next step: PCI, the bus with the most to get
+/// wrong, half of them or more; SCSI and USB, whose steps each plug or
+/// unplug, a little more than the test bus and media.
+fn bus_weight(name: &str) -> u64 {
+    match name {
+        "pci" => 10,
+        "scsi" | "usb" => 3,
+        _ => 2,
+    }
+}
+
 /// The plan `seed` gives for a profile and firmware.
 pub fn generate(seed: u64, profile: &str, firmware: Firmware, steps: usize) -> Result<Plan> {
     let profile = Profile::get(profile)?;
     let mut rng = Rng::derive(seed, &format!("{}/{}", profile.name, firmware.name()));
     let devices = cold_plug(&mut rng, &profile);
-    let mut plan = Plan { profile: profile.name.to_string(), firmware, devices, steps: Vec::new() };
+    let mut plan =
+        Plan { profile: profile.name.to_string(), firmware, append: String::new(), devices, steps: Vec::new() };
     let mut buses = explorers(&profile, &plan);
     while plan.steps.len() < steps {
-        // PCI, the bus with the most to get wrong, gets most of the steps.
-        let weights: Vec<u64> = buses.iter().map(|b| if b.name() == "pci" { 6 } else { 2 }).collect();
+        let weights: Vec<u64> = buses.iter().map(|b| bus_weight(b.name())).collect();
         let first = rng.weighted(&weights).unwrap_or(0);
         let order: Vec<usize> = (0..buses.len()).map(|k| (first + k) % buses.len()).collect();
         let mut stepped = false;
@@ -168,6 +190,7 @@ async fn execute_inner(
     let mut config = VmConfig::new(&plan.profile, &format!("explore-{}-{}", plan.profile, plan.firmware.name()))
         .map_err(at_start)?;
     config.firmware = plan.firmware;
+    config.append = plan.append.clone();
     config.extra_args = plan.qemu_args();
     config.kernel = kernel;
     config.quiet = quiet;
@@ -300,6 +323,9 @@ pub struct Options {
     pub out: PathBuf,
     /// The guest kernel to boot (default: the built one).
     pub kernel: Option<PathBuf>,
+    /// Added to every plan's guest command line (`fault=<name>` boots a
+    /// guest with a planted bug).
+    pub append: String,
 }
 
 /// Run every seed on every profile and firmware (or one replayed plan);
@@ -310,12 +336,15 @@ pub async fn run(options: &Options) -> Result<bool> {
     let mut runs: Vec<(String, Plan)> = Vec::new();
     if let Some(file) = &options.replay {
         let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        runs.push((format!("replay {}", file.display()), Plan::parse(&text)?));
+        let mut plan = Plan::parse(&text)?;
+        plan.append = join_append(&plan.append, &options.append);
+        runs.push((format!("replay {}", file.display()), plan));
     } else {
         for &seed in &options.seeds {
             for profile in &options.profiles {
                 for &firmware in &options.firmwares {
-                    let plan = generate(seed, profile, firmware, options.steps)?;
+                    let mut plan = generate(seed, profile, firmware, options.steps)?;
+                    plan.append = options.append.clone();
                     runs.push((format!("seed {seed} {profile} {}", firmware.name()), plan));
                 }
             }
@@ -349,18 +378,8 @@ pub async fn run(options: &Options) -> Result<bool> {
         let small_file = file.with_extension("min.plan");
         std::fs::write(&small_file, small.render())?;
         let check = execute(&small, options.kernel.clone(), true).await;
-        println!(
-            "      shrunk in {tries} runs to {} devices and {} steps; it {}:",
-            small.devices.len(),
-            small.steps.len(),
-            match &check.failure {
-                Some((_, e)) => format!("fails with: {}", e.lines().next().unwrap_or_default()),
-                None => "no longer fails (flaky?)".into(),
-            }
-        );
-        println!("{}", indent(&small.render()));
-        println!("      rerun: cargo xtask explore --replay {}", small_file.display());
-        println!("      as a test (harness/tests/explorer.rs):\n{}", indent(&as_test(&small)));
+        let failure = check.failure.map(|(_, e)| e);
+        println!("{}", shrink_report(tries, &small, failure.as_deref(), &small_file));
     }
     if total_steps > 0 {
         println!(
@@ -370,6 +389,29 @@ pub async fn run(options: &Options) -> Result<bool> {
         );
     }
     Ok(all_ok)
+}
+
+/// What a shrink found: its size, how the small plan fails (its first
+/// line, on a line of its own: it often ends in a colon, "... disagrees
+/// with QEMU's:"), the plan, a rerun command and a test to paste.
+fn shrink_report(tries: usize, small: &Plan, failure: Option<&str>, file: &std::path::Path) -> String {
+    let how = match failure {
+        Some(e) => format!("it fails with:\n        {}", e.lines().next().unwrap_or_default()),
+        None => "it no longer fails (flaky?)".into(),
+    };
+    format!(
+        "      shrunk in {tries} runs to {} devices and {} steps; {how}\n      shrunk plan:\n{}\n      rerun: cargo xtask explore --replay {}\n      as a test (harness/tests/explorer.rs):\n{}",
+        small.devices.len(),
+        small.steps.len(),
+        indent(&small.render()),
+        file.display(),
+        indent(&as_test(small))
+    )
+}
+
+/// Two command lines as one (either may be empty).
+fn join_append(a: &str, b: &str) -> String {
+    format!("{a} {b}").trim().to_string()
 }
 
 fn indent(text: &str) -> String {
@@ -477,6 +519,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A failure whose first line ends in a colon is not followed by
+    /// another one (it once printed "QEMU's::").
+    #[test]
+    fn the_shrink_report_has_no_doubled_colons() {
+        let plan = Plan::parse("profile pc\nfirmware qboot\nappend fault=x\nstep scsi held-del s1\n").unwrap();
+        let failure = "step 0: scsi held-del s1: the guest's SCSI view disagrees with QEMU's:\n  s1 ...";
+        let report = shrink_report(7, &plan, Some(failure), std::path::Path::new("target/explore/f.min.plan"));
+        let (words, test) = report.split_once("as a test").unwrap();
+        assert!(!words.contains("::"), "{report}");
+        assert!(test.contains("harness::explorer::replay("), "{report}");
+        assert!(report.contains("0 devices and 1 steps; it fails with:\n        step 0: scsi held-del s1"), "{report}");
+        assert!(report.contains("        append fault=x\n") && report.contains("--replay target/explore/f.min.plan"));
+        let flaky = shrink_report(7, &plan, None, std::path::Path::new("f"));
+        assert!(flaky.contains("it no longer fails (flaky?)"), "{flaky}");
     }
 
     #[tokio::test]

@@ -5,9 +5,14 @@
 //! ```text
 //! profile q35
 //! firmware qboot
+//! append fault=scsi-lun-not-drained
 //! device pcie-pci-bridge,id=c1,bus=rp1,addr=0x0
 //! step pci add edu h3 c1 0x2
 //! ```
+//!
+//! `append` (optional) is added to the guest's command line, as
+//! `cargo xtask run --append` does: `fault=<name>` boots a guest with a
+//! planted bug (`guest/kernel/src/fault.rs`), to see the explorer find it.
 
 use anyhow::{Context, Result, bail};
 
@@ -65,6 +70,9 @@ pub struct Plan {
     pub profile: String,
     /// The firmware booted.
     pub firmware: Firmware,
+    /// Extra guest command line (`fault=<name>`, `scsi.event_buffers=0`);
+    /// empty: none.
+    pub append: String,
     /// Devices cold-plugged on top of the profile's.
     pub devices: Vec<ColdDevice>,
     /// `<bus> <operation...>`, e.g. `pci add edu h3 rp1 0x0`.
@@ -72,9 +80,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan as text (`profile`, `firmware`, `device` and `step` lines), which [`Plan::parse`] reads back.
+    /// The plan as text (`profile`, `firmware`, `append`, `device` and
+    /// `step` lines), which [`Plan::parse`] reads back.
     pub fn render(&self) -> String {
         let mut out = format!("profile {}\nfirmware {}\n", self.profile, self.firmware.name());
+        if !self.append.is_empty() {
+            out.push_str(&format!("append {}\n", self.append));
+        }
         for d in &self.devices {
             out.push_str(&format!("device {}\n", d.arg));
         }
@@ -86,7 +98,7 @@ impl Plan {
 
     /// Reads a plan written by [`Plan::render`].
     pub fn parse(text: &str) -> Result<Plan> {
-        let (mut profile, mut firmware) = (None, Firmware::default());
+        let (mut profile, mut firmware, mut append) = (None, Firmware::default(), String::new());
         let (mut devices, mut steps) = (Vec::new(), Vec::new());
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -97,14 +109,17 @@ impl Plan {
             match key {
                 "profile" => profile = Some(rest.to_string()),
                 "firmware" => firmware = Firmware::parse(rest).with_context(|| format!("line {}", n + 1))?,
+                "append" => append = rest.to_string(),
                 "device" => devices.push(ColdDevice { arg: rest.to_string() }),
                 "step" => steps.push(rest.to_string()),
-                other => bail!("line {}: unknown plan keyword {other:?} (profile, firmware, device, step)", n + 1),
+                other => {
+                    bail!("line {}: unknown plan keyword {other:?} (profile, firmware, append, device, step)", n + 1)
+                }
             }
         }
         let profile = profile.context("the plan names no profile (a `profile <name>` line)")?;
         crate::profile::Profile::get(&profile)?;
-        Ok(Plan { profile, firmware, devices, steps })
+        Ok(Plan { profile, firmware, append, devices, steps })
     }
 
     /// The QEMU arguments for the cold-plugged devices.
@@ -149,6 +164,11 @@ mod tests {
         let smaller = plan.without_device(0);
         assert_eq!(smaller.devices.len(), 1, "the edu behind the bridge goes with it");
         assert!(Plan::parse("firmware qboot\n").is_err());
+        let faulty = "profile pc\nfirmware qboot\nappend fault=scsi-lun-not-drained\nstep scsi del s1\n";
+        let plan = Plan::parse(faulty).unwrap();
+        assert_eq!(plan.append, "fault=scsi-lun-not-drained");
+        assert_eq!(plan.render(), faulty);
+        assert!(Plan::parse("profile pc\nfirmwear qboot\n").unwrap_err().to_string().contains("append"));
         assert!(Plan::parse("profile nope\n").is_err());
     }
 }
