@@ -460,9 +460,16 @@ impl ScsiHost {
             };
             match result {
                 Err(Errno::EBUSY) => {
+                    // The old LUN, and the old target only if it is not the
+                    // live one: a target that still has other LUNs stays,
+                    // and waiting for its release would wait forever.
                     let old = {
                         let s = self.state.borrow();
-                        [s.previous_luns.get(&(id, lun)).copied(), s.previous_targets.get(&id).copied()]
+                        let live_target = s.targets.get(&id).copied();
+                        [
+                            s.previous_luns.get(&(id, lun)).copied(),
+                            s.previous_targets.get(&id).copied().filter(|t| Some(*t) != live_target),
+                        ]
                     };
                     if !announced {
                         core.borrow_mut().notice(format!("hotplug busy {name}"));

@@ -290,6 +290,27 @@ fn a_readd_at_the_same_address_waits_for_the_old_objects_release() {
     assert!(generation(&m.stats(), LUN10) > old_generation, "a new object generation");
 }
 
+/// The old LUN's target still has another LUN: the re-add waits for the
+/// old LUN's release only, not for the target, which stays (found by
+/// `cargo xtask explore`: the new LUN waited forever).
+#[test]
+fn a_readd_beside_a_live_lun_waits_for_the_old_lun_alone() {
+    let (mut m, hba) = pc_disk();
+    hba.hot_add(1, 1, disk(2048));
+    m.settle();
+    m.ok(&format!("devref get {LUN10}"));
+    hba.unplug(1, 0);
+    hba.hot_add(1, 0, disk(8192));
+    m.step(50);
+    assert!(m.notices().iter().any(|n| n == "hotplug busy 0:0:1:0"), "{:?}", m.notices());
+    m.ok(&format!("devref put {LUN10}"));
+    let settle = m.send("settle");
+    m.step(200);
+    assert!(m.answer(&settle).is_some(), "the re-add still waits after the old LUN's release");
+    assert_eq!(read(&mut m, &format!("{LUN10}/capacity")), "8192\n", "the new disk");
+    assert_eq!(read(&mut m, "root/pci0/00:04.0/host0/target0:0:1/0:0:1:1/capacity"), "2048\n", "its neighbour");
+}
+
 #[test]
 fn a_command_in_flight_at_removal_fails_with_enodev_and_nothing_hangs() {
     let (mut m, hba) = pc_disk();
