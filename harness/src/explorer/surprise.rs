@@ -67,12 +67,15 @@ pub async fn held_read_across_removal(vm: &Vm, id: &str, devpath: &str, attr: &s
     let qcursor = vm.qmp.cursor();
     let unplug = vm.start_unplug(id).await?;
     vm.wait_device_deleted(qcursor, id).await?;
-    let stats = vm
-        .wait_stats(&format!("{devpath} dying with the read inside it"), |s| {
-            s.devices.get(devpath).is_some_and(|d| d.state == "dying")
-        })
-        .await?;
-    ensure!(stats.device(devpath)?.active == 1, "the held read keeps its active reference: {stats:?}");
+    // The guest sends `remove` before it drains: from then on the object
+    // must stay dying, with the read's active reference, until it ends.
+    unplug.removed().await?;
+    let stats = vm.stats().await?;
+    let state = stats.device(devpath)?;
+    ensure!(
+        state.state == "dying" && state.active == 1,
+        "{devpath} must stay dying with the held read inside it after its `remove`: {state:?}"
+    );
     ensure!(vm.expect_errno(&format!("open {path}")).await? == "ENOENT", "a new open of dying {path}");
     ensure!(!read.is_answered(), "the held read of {path} finished before it was let go");
     vm.call(&format!("unhold {path}")).await?;
