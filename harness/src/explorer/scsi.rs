@@ -501,7 +501,7 @@ impl ScsiExplorer {
         let busy = format!("hotplug busy {}", devpath.rsplit('/').next().unwrap_or_default());
         vm.wait_notice(ncursor, &busy, |n| n == busy).await?;
         ensure!(
-            !vm.control.uevents()[ucursor..].iter().any(|u| u.action == "add" && u.devpath == devpath),
+            !vm.control.uevents_since(ucursor).iter().any(|u| u.action == "add" && u.devpath == devpath),
             "{} registered at {devpath} before the old LUN's release",
             new.id
         );

@@ -339,7 +339,7 @@ impl UsbExplorer {
         let busy = format!("usb busy {}", devpath.rsplit('/').next().unwrap_or_default());
         vm.wait_notice(ncursor, &busy, |n| n == busy).await?;
         ensure!(
-            !vm.control.uevents()[ucursor..].iter().any(|u| u.action == "add" && u.devpath == devpath),
+            !vm.control.uevents_since(ucursor).iter().any(|u| u.action == "add" && u.devpath == devpath),
             "{new} registered at {devpath} before the old device's release"
         );
         vm.call(&format!("devref put {devpath}")).await?;
