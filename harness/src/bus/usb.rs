@@ -244,9 +244,15 @@ pub async fn locate(vm: &Vm, id: &str) -> Result<Location> {
         .with_context(|| format!("QEMU has no USB device with id {id:?}"))?;
     let controller = d.controller.rsplit('/').next().unwrap_or_default();
     let function = vm.pci_devpath(controller).await?;
-    let bytes = vm.call("snapshot").await?;
-    let snapshot = Snapshot::parse(&bytes).context("the guest's snapshot is malformed")?;
-    let hubs: Vec<&str> = snapshot.children(&function).into_iter().filter(|c| c.starts_with("usb")).collect();
+    // The controller's subtree only: a whole snapshot costs far more on a
+    // busy machine, and this runs on every USB plug and unplug.
+    let subtree = vm.call_text(&format!("snapshot {function}")).await?;
+    let prefix = format!("d {function}/");
+    let hubs: Vec<&str> = subtree
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter(|name| name.starts_with("usb") && !name.contains('/'))
+        .collect();
     let [hub] = hubs.as_slice() else {
         bail!("the guest shows {} root hubs under {function} ({controller}): {hubs:?}", hubs.len())
     };

@@ -222,9 +222,28 @@ async fn execute_inner(
     config.quiet = quiet;
     let profile = config.profile.clone();
     let mut vm = Vm::boot(config).await.map_err(at_start)?;
-    let baseline = vm.stats().await.map_err(at_start)?;
-    let mut buses = explorers(&profile, plan);
-    check_all(&buses, &mut vm, timing).await.map_err(|e| (None, e.context("after boot")))?;
+    match run_steps(plan, &profile, &mut vm, timing).await {
+        Ok(()) => vm.shutdown().await.map_err(|e| (None, e.context("at the end"))),
+        Err(e) => {
+            // A failing run ends here on purpose: QEMU is stopped and the
+            // artifacts kept, without the warning a forgotten shutdown gets.
+            vm.kill();
+            Err(e)
+        }
+    }
+}
+
+/// Boot state, every step with every oracle after it, teardown, stats back
+/// at their baseline.
+async fn run_steps(
+    plan: &Plan,
+    profile: &Profile,
+    vm: &mut Vm,
+    timing: &mut Timing,
+) -> std::result::Result<(), (Option<usize>, anyhow::Error)> {
+    let baseline = vm.stats().await.map_err(|e| (None, e))?;
+    let mut buses = explorers(profile, plan);
+    check_all(&buses, vm, timing).await.map_err(|e| (None, e.context("after boot")))?;
     for (i, step) in plan.steps.iter().enumerate() {
         let (name, op) = step.split_once(' ').unwrap_or((step, ""));
         let Some(b) = buses.iter().position(|b| b.name() == name) else {
@@ -235,11 +254,11 @@ async fn execute_inner(
         }
         let fail = |e: anyhow::Error| (Some(i), e.context(format!("step {i}: {step}")));
         let started = Instant::now();
-        buses[b].run(&mut vm, op).await.map_err(fail)?;
+        buses[b].run(vm, op).await.map_err(fail)?;
         let (count, spent) = timing.ops.entry(name.to_string()).or_default();
         *count += 1;
         *spent += started.elapsed();
-        check_all(&buses, &mut vm, timing).await.map_err(fail)?;
+        check_all(&buses, vm, timing).await.map_err(fail)?;
         // Each step waits only for what it caused: what came before may go,
         // or a soak of thousands of steps would reach the bounds on what
         // the harness keeps (Limits), which are there for floods.
@@ -249,14 +268,13 @@ async fn execute_inner(
     for bus in buses.iter_mut() {
         for op in bus.teardown() {
             if bus.accept(&op) {
-                bus.run(&mut vm, &op).await.map_err(end)?;
+                bus.run(vm, &op).await.map_err(end)?;
             }
         }
     }
-    check_all(&buses, &mut vm, timing).await.map_err(end)?;
+    check_all(&buses, vm, timing).await.map_err(end)?;
     vm.settle().await.map_err(end)?;
     vm.stats().await.map_err(end)?.check_baseline(&baseline).map_err(end)?;
-    vm.shutdown().await.map_err(end)?;
     Ok(())
 }
 
@@ -304,14 +322,21 @@ where
         best.steps.truncate(i + 1);
     }
     let mut tries = 0;
-    let mut i = 0;
-    while i < best.devices.len() && tries < budget {
-        let candidate = best.without_device(i);
-        tries += 1;
-        if fails(candidate.clone()).await {
-            best = candidate;
-        } else {
-            i += 1;
+    // Passes over the devices until one drops none: a device that could
+    // not go alone may go once another one went.
+    loop {
+        let (before, mut i) = (best.devices.len(), 0);
+        while i < best.devices.len() && tries < budget {
+            let candidate = best.without_device(i);
+            tries += 1;
+            if fails(candidate.clone()).await {
+                best = candidate;
+            } else {
+                i += 1;
+            }
+        }
+        if best.devices.len() == before || tries >= budget {
+            break;
         }
     }
     let mut chunk = best.steps.len().div_ceil(2).max(1);

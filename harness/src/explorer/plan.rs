@@ -55,6 +55,15 @@ impl ColdDevice {
         self.prop("bus")
     }
 
+    /// Its function number, from `addr=0xS.F` (`addr=0xS`: 0).
+    pub fn function(&self) -> Option<u8> {
+        let addr = self.prop("addr")?;
+        match addr.split_once('.') {
+            Some((_, f)) => u8::from_str_radix(f.trim_start_matches("0x"), 16).ok(),
+            None => Some(0),
+        }
+    }
+
     /// Its slot number on that bus, from `addr=0xS` or `addr=0xS.F`.
     pub fn slot(&self) -> Option<u8> {
         let addr = self.prop("addr")?;
@@ -129,9 +138,14 @@ impl Plan {
 
     /// This plan without device `i` and everything plugged into it.
     pub fn without_device(&self, i: usize) -> Plan {
-        let mut gone: Vec<String> = self.devices[i].id().map(str::to_string).into_iter().collect();
+        let dropped = &self.devices[i];
+        let mut gone: Vec<String> = dropped.id().map(str::to_string).into_iter().collect();
+        // A multifunction slot whose function 0 goes loses its other
+        // functions (QEMU refuses a slot without function 0).
+        let same_slot =
+            |d: &ColdDevice| dropped.function() == Some(0) && d.bus() == dropped.bus() && d.slot() == dropped.slot();
         let mut devices: Vec<ColdDevice> =
-            self.devices.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, d)| d.clone()).collect();
+            self.devices.iter().enumerate().filter(|(j, d)| *j != i && !same_slot(d)).map(|(_, d)| d.clone()).collect();
         loop {
             let before = devices.len();
             devices.retain(|d| match d.bus() {
@@ -145,7 +159,6 @@ impl Plan {
                 break;
             }
         }
-        // A multifunction slot whose function 0 went loses its other functions.
         Plan { devices, ..self.clone() }
     }
 }
@@ -163,6 +176,14 @@ mod tests {
         assert_eq!(plan.devices[1].slot(), Some(2));
         let smaller = plan.without_device(0);
         assert_eq!(smaller.devices.len(), 1, "the edu behind the bridge goes with it");
+        let multi = Plan::parse(
+            "profile pc\ndevice pci-testdev,id=c1,addr=0xe.0,multifunction=on\n\
+             device virtio-net-pci,id=c2,addr=0xe.1\ndevice edu,id=c3,addr=0xd\ndevice edu,id=c4,bus=x,addr=0xe.1\n",
+        )
+        .unwrap();
+        let ids = |p: &Plan| p.devices.iter().filter_map(|d| d.id().map(str::to_string)).collect::<Vec<_>>();
+        assert_eq!(ids(&multi.without_device(0)), ["c3", "c4"], "function 0 takes its slot's other functions");
+        assert_eq!(ids(&multi.without_device(1)), ["c1", "c3", "c4"], "another function goes alone");
         assert!(Plan::parse("firmware qboot\n").is_err());
         let faulty = "profile pc\nfirmware qboot\nappend fault=scsi-lun-not-drained\nstep scsi del s1\n";
         let plan = Plan::parse(faulty).unwrap();

@@ -2,7 +2,7 @@
 //! in the explorer: block nodes for the disks they plug, and a read held
 //! across a surprise removal.
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::json;
 
 use crate::hotplug::UnplugOrder;
@@ -71,7 +71,9 @@ pub async fn held_read_across_removal(vm: &Vm, id: &str, devpath: &str, attr: &s
     // must stay dying, with the read's active reference, until it ends.
     unplug.removed().await?;
     let stats = vm.stats().await?;
-    let state = stats.device(devpath)?;
+    let Some(state) = stats.devices.get(devpath) else {
+        bail!("{devpath} was released with a read still inside it (its removal did not drain the read)");
+    };
     ensure!(
         state.state == "dying" && state.active == 1,
         "{devpath} must stay dying with the held read inside it after its `remove`: {state:?}"
