@@ -560,6 +560,26 @@ mod tests {
         }
     }
 
+    /// PCI gets about half of the steps; every other bus a fair share.
+    #[test]
+    fn pci_gets_most_steps_and_every_bus_some() {
+        for profile in ["pc", "q35", "q35-acpi"] {
+            let plan = generate(9, profile, Firmware::Qboot, 2000).unwrap();
+            let machine = Profile::get(profile).unwrap();
+            let share =
+                |bus: &str| plan.steps.iter().filter(|s| s.starts_with(&format!("{bus} "))).count() as f64 / 2000.0;
+            assert!(share("pci") > 0.4, "{profile}: pci {}", share("pci"));
+            for bus in explorers(&machine, &plan) {
+                let name = bus.name();
+                assert!(
+                    name == "pci" || (0.05..share("pci")).contains(&share(name)),
+                    "{profile}: {name} {}",
+                    share(name)
+                );
+            }
+        }
+    }
+
     /// The profiles hold 00:04.0 (their virtio-scsi HBA) on the root bus:
     /// no seed may cold-plug a device there (QEMU would refuse to start).
     #[test]
