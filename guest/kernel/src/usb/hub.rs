@@ -446,15 +446,7 @@ async fn reset_and_verify(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<Usb
     }
     // The reset put it at address 0: only this device answers there, since
     // this thread is also the one that enumerates.
-    let pipe0 = Pipe { address: 0, endpoint: 0, max_packet: dev.max_packet0, speed: dev.speed };
-    hcd::transfer(
-        &*host.hc,
-        ctx.platform,
-        pipe0,
-        Transfer::Control { setup: request::set_address(dev.address), out: Vec::new() },
-    )
-    .await?;
-    host.hc.reset_pipes(dev.address);
+    set_address(ctx, host, dev).await?;
     let raw = control(ctx, host, dev, request::device_descriptor(DeviceDescriptor::LEN as u16), Vec::new()).await?;
     if DeviceDescriptor::parse(&raw).as_ref() != Some(&descriptor) {
         return Err(UsbError::Protocol);
@@ -463,13 +455,8 @@ async fn reset_and_verify(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<Usb
     if Configuration::parse(&raw).as_ref() != Some(&config) {
         return Err(UsbError::Protocol);
     }
-    if descriptor.i_serial != 0 {
-        let head = control(ctx, host, dev, request::string_descriptor(descriptor.i_serial, 2), Vec::new()).await?;
-        let length = head.first().map_or(2, |l| u16::from(*l).max(2));
-        let raw = control(ctx, host, dev, request::string_descriptor(descriptor.i_serial, length), Vec::new()).await?;
-        if descriptor::parse_string(&raw) != serial {
-            return Err(UsbError::Protocol);
-        }
+    if descriptor.i_serial != 0 && read_string(ctx, host, dev, descriptor.i_serial).await? != serial {
+        return Err(UsbError::Protocol);
     }
     control(ctx, host, dev, request::set_configuration(config.value), Vec::new()).await?;
     Ok(())
@@ -531,7 +518,9 @@ async fn enumerate(
     }
 }
 
-async fn configure(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) -> Result<Enumerated, UsbError> {
+/// Move the device answering at address 0 to `dev.address`, with fresh
+/// data toggles on its pipes.
+async fn set_address(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &UsbDev) -> Result<(), UsbError> {
     let pipe0 = Pipe { address: 0, endpoint: 0, max_packet: dev.max_packet0, speed: dev.speed };
     hcd::transfer(
         &*host.hc,
@@ -541,6 +530,25 @@ async fn configure(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) -
     )
     .await?;
     host.hc.reset_pipes(dev.address);
+    Ok(())
+}
+
+/// A string descriptor, read with its exact length (asked for first): a
+/// longer read costs QEMU's UHCI a frame per 8 bytes not there.
+async fn read_string(
+    ctx: &Rc<UsbContext>,
+    host: &Rc<UsbHost>,
+    dev: &Rc<UsbDev>,
+    index: u8,
+) -> Result<Option<alloc::string::String>, UsbError> {
+    let head = control(ctx, host, dev, request::string_descriptor(index, 2), Vec::new()).await?;
+    let length = head.first().map_or(2, |l| u16::from(*l).max(2));
+    let raw = control(ctx, host, dev, request::string_descriptor(index, length), Vec::new()).await?;
+    Ok(descriptor::parse_string(&raw))
+}
+
+async fn configure(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) -> Result<Enumerated, UsbError> {
+    set_address(ctx, host, dev).await?;
     if let Some(core) = ctx.core.upgrade() {
         ctx.checkpoints.reach(&core, "usb-enum", &dev.name()).await;
     }
@@ -557,10 +565,7 @@ async fn configure(ctx: &Rc<UsbContext>, host: &Rc<UsbHost>, dev: &Rc<UsbDev>) -
     for (slot, index) in strings.iter_mut().zip([descriptor.i_manufacturer, descriptor.i_product, descriptor.i_serial])
     {
         if index != 0 {
-            let head = control(ctx, host, dev, request::string_descriptor(index, 2), Vec::new()).await?;
-            let length = head.first().map_or(2, |l| u16::from(*l).max(2));
-            let raw = control(ctx, host, dev, request::string_descriptor(index, length), Vec::new()).await?;
-            *slot = descriptor::parse_string(&raw);
+            *slot = read_string(ctx, host, dev, index).await?;
         }
     }
     let mut report_lengths = Vec::new();
